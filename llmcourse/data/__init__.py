@@ -1,0 +1,12 @@
+"""Offline, deterministic corpora for the course.
+
+- :func:`python_docs` -- real English prose from the Python documentation that ships
+  with the interpreter, split into train and validation text.
+- :class:`Grammar` and :func:`english_grammar` -- a seeded probabilistic grammar that
+  generates sentences together with their exact log-probability.
+"""
+
+from llmcourse.data.grammar import Grammar, Sample, english_grammar
+from llmcourse.data.prose import Split, python_docs
+
+__all__ = ["Grammar", "Sample", "Split", "english_grammar", "python_docs"]
