@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 exercises: $(STAMP)
-	$(BIN)/llmcourse exercises generate
+	$(BIN)/llmcourse exercises
 
 clean:
 	rm -rf _build $(VENV)

@@ -78,10 +78,17 @@ class NGramLM:
             raise ValueError(f"k must be > 0 for add_k smoothing, got {k!r}")
         if smoothing == "kneser_ney":
             if order < 2:
-                raise ValueError("kneser_ney smoothing needs order >= 2 (it interpolates with lower orders)")
+                raise ValueError(
+                    "kneser_ney smoothing needs order >= 2 (it interpolates with lower orders)"
+                )
             if not 0 < discount < 1:
                 raise ValueError(f"discount must be in (0, 1), got {discount!r}")
-        self.order, self.smoothing, self.k, self.discount = order, smoothing, float(k), float(discount)
+        self.order, self.smoothing, self.k, self.discount = (
+            order,
+            smoothing,
+            float(k),
+            float(discount),
+        )
         self.vocab: Vocab | None = None
         # counts[m][context][word] = count of the m-gram context + (word,), for m = 1..order
         self.counts: dict[int, dict[Context, Counter[str]]] = {}
@@ -99,12 +106,16 @@ class NGramLM:
         Raises:
             ValueError: if there is no sentence or no word to count.
         """
-        sentences = [list(s) for s in sentences]
-        if isinstance(sentences and sentences[0], str) or any(isinstance(s, str) for s in sentences):
+        # Check before list(s): list("the cat") would silently make a character model.
+        sentences = list(sentences)
+        if any(isinstance(s, str) for s in sentences):
             raise TypeError("sentences must be sequences of words, e.g. [['the', 'cat'], ...]")
+        sentences = [list(s) for s in sentences]
         if not any(sentences):
             raise ValueError("cannot fit an n-gram model on an empty corpus")
-        self.vocab = Vocab((w for s in sentences for w in s), min_count=min_count, specials=(UNK, EOS))
+        self.vocab = Vocab(
+            (w for s in sentences for w in s), min_count=min_count, specials=(UNK, EOS)
+        )
         n = self.order
         counts: dict[int, dict[Context, Counter[str]]] = {
             m: defaultdict(Counter) for m in range(1, n + 1)

@@ -127,7 +127,9 @@ class Grammar:
                     for i, s in enumerate(symbols):
                         if s not in self.rules:
                             continue
-                        rest_first, rest_nullable = self._first_of(symbols[i + 1 :], first, nullable)
+                        rest_first, rest_nullable = self._first_of(
+                            symbols[i + 1 :], first, nullable
+                        )
                         new = rest_first | (follow[lhs] if rest_nullable else set())
                         if not new <= follow[s]:
                             follow[s] |= new
@@ -170,7 +172,9 @@ class Grammar:
                     else:
                         words[i] += p
         if max(abs(np.linalg.eigvals(m))) >= 1:
-            raise ValueError("grammar is not consistent: its sentences are infinitely long on average")
+            raise ValueError(
+                "grammar is not consistent: its sentences are infinitely long on average"
+            )
         a = np.eye(n) - m
         length, entropy = np.linalg.solve(a, words), np.linalg.solve(a, choice_entropy)
         s = index[self.start]

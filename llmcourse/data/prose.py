@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
 from pydoc_data.topics import topics
 
 _UNDERLINE = re.compile(r"^[*=\-~^\"]{3,}$")
