@@ -19,7 +19,9 @@ Three estimators are provided:
 - ``"kneser_ney"``: interpolated Kneser-Ney (Kneser and Ney, 1995; Chen and Goodman,
   1999) with absolute discount ``d``. The highest order uses counts, lower orders
   use continuation counts ``N1+(. h w)``, the number of distinct words seen before
-  ``h w``; a context never seen defers entirely to the next lower order.
+  ``h w``; a context never seen defers entirely to the next lower order. The
+  recursion ends at continuation-count unigrams, so a word never seen in training
+  has probability zero: fit with ``min_count >= 2`` so that ``<unk>`` is trained.
 """
 
 from __future__ import annotations
@@ -195,7 +197,8 @@ class NGramLM:
     def log_prob(self, sentence: Sequence[str]) -> float:
         """Natural-log probability of a sentence and its end, ``sum_t log P(w_t | history)``.
 
-        Returns ``-inf`` if some word has probability zero (possible with ``mle``).
+        Returns ``-inf`` if some word has probability zero: with ``mle``, or with
+        ``kneser_ney`` for unknown words when no ``<unk>`` was trained (``min_count=1``).
         """
         vocab = self._check_fitted()
         if isinstance(sentence, str):
@@ -241,6 +244,11 @@ class NGramLM:
         history, out = list(context), []
         while len(out) < max_words:
             dist = self.distribution(history)
+            if not any(dist.values()):
+                raise ValueError(
+                    f"the context {tuple(history[-(self.order - 1):])} was never seen in "
+                    "training, so an mle model has no distribution to sample from"
+                )
             word = rng.choices(list(dist), weights=list(dist.values()))[0]
             if word == EOS:
                 break

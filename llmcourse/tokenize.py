@@ -10,14 +10,14 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[^\sa-z0-9]")
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+|\S")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
 
 
 def word_tokenize(text: str) -> list[str]:
-    """Split text into lower-cased words, numbers and single punctuation marks.
+    """Split text into lower-cased words (any alphabet), numbers and single other characters.
 
     >>> word_tokenize("Students opened their books, didn't they?")
     ['students', 'opened', 'their', 'books', ',', "didn't", 'they', '?']
@@ -71,7 +71,7 @@ class Vocab:
         min_count: int = 1,
         specials: Sequence[str] = (UNK, BOS, EOS),
     ) -> None:
-        if not isinstance(min_count, int) or min_count < 1:
+        if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
             raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
         if UNK not in specials:
             raise ValueError(f"specials must include the unknown token {UNK!r}, got {specials!r}")

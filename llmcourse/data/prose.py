@@ -2,9 +2,11 @@
 
 ``pydoc_data.topics`` ships with CPython and holds about 465 KB of reference text
 (the pages behind ``help("assignment")``). We keep its prose paragraphs (about 53,000
-words), drop code listings, grammar rules and headings, and split the paragraphs into train
-and validation sets deterministically: every ``1 / validation_fraction``-th paragraph
-in a fixed order goes to validation, so both sets cover every topic.
+words), drop code listings, grammar rules and headings, keep one copy of paragraphs
+that several topics share (``assignment`` and ``augassign`` overlap, for example), and
+split the paragraphs into train and validation sets deterministically: every
+``validation_every``-th paragraph in a fixed order goes to validation, so validation
+text never occurs in training and both sets spread over the whole documentation.
 """
 
 from __future__ import annotations
@@ -36,16 +38,17 @@ def _is_prose(paragraph: str) -> bool:
 
 
 def prose_paragraphs() -> list[str]:
-    """All prose paragraphs of the Python docs topics, in sorted-topic order.
+    """The distinct prose paragraphs of the Python docs topics, in sorted-topic order.
 
-    Each paragraph is returned on a single line with runs of whitespace collapsed.
+    Each paragraph is returned on a single line with runs of whitespace collapsed;
+    a paragraph that several topics share is kept where it first occurs.
     """
-    paragraphs = []
+    paragraphs: dict[str, None] = {}
     for name in sorted(topics):
         for block in re.split(r"\n\s*\n", topics[name]):
             if _is_prose(block):
-                paragraphs.append(" ".join(block.split()))
-    return paragraphs
+                paragraphs.setdefault(" ".join(block.split()))
+    return list(paragraphs)
 
 
 def python_docs(validation_every: int = 10) -> Split:
