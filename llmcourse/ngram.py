@@ -54,6 +54,11 @@ def pad(sentence: Sequence[str], order: int) -> list[str]:
     return [BOS] * (order - 1) + list(sentence) + [EOS]
 
 
+def _row_sums(tables: dict[int, dict[Context, Counter[str]]]) -> dict[int, dict[Context, int]]:
+    """For each order and context, the sum of the counts that follow the context."""
+    return {m: {context: sum(f.values()) for context, f in t.items()} for m, t in tables.items()}
+
+
 class NGramLM:
     """An n-gram language model over word tokens.
 
@@ -96,6 +101,9 @@ class NGramLM:
         self.counts: dict[int, dict[Context, Counter[str]]] = {}
         # continuation[m][context][word] = N1+(. context word), for m = 1..order-1
         self.continuation: dict[int, dict[Context, Counter[str]]] = {}
+        # the sums of the two tables' rows, computed once at fit time
+        self._count_totals: dict[int, dict[Context, int]] = {}
+        self._continuation_totals: dict[int, dict[Context, int]] = {}
 
     # ------------------------------------------------------------------ training
     def fit(self, sentences: Iterable[Sequence[str]], min_count: int = 1) -> NGramLM:
@@ -136,6 +144,8 @@ class NGramLM:
                     for word in followers:
                         cont[context[1:]][word] += 1
                 self.continuation[m] = dict(cont)
+        self._count_totals = _row_sums(self.counts)
+        self._continuation_totals = _row_sums(self.continuation)
         return self
 
     # ------------------------------------------------------------ probabilities
@@ -165,7 +175,7 @@ class NGramLM:
 
     def _prob(self, word: str, context: Context) -> float:
         followers = self.counts[len(context) + 1].get(context)
-        total = sum(followers.values()) if followers else 0
+        total = self._count_totals[len(context) + 1].get(context, 0)
         seen = followers[word] if followers else 0
         if self.smoothing == "mle":
             return seen / total if total else 0.0
@@ -175,14 +185,15 @@ class NGramLM:
 
     def _kneser_ney(self, word: str, context: Context) -> float:
         m = len(context) + 1
-        table = self.counts[m] if m == self.order else self.continuation[m]
-        followers = table.get(context)
+        highest = m == self.order
+        followers = (self.counts if highest else self.continuation)[m].get(context)
+        totals = (self._count_totals if highest else self._continuation_totals)[m]
         if m == 1:  # the recursion ends with continuation-count unigrams
-            return followers[word] / sum(followers.values())
+            return followers[word] / totals[context]
         lower = self._kneser_ney(word, context[1:])
         if not followers:
             return lower
-        total = sum(followers.values())
+        total = totals[context]
         alpha = max(followers[word] - self.discount, 0.0) / total
         gamma = self.discount * len(followers) / total
         return alpha + gamma * lower
