@@ -257,7 +257,7 @@ class NGramLM:
             dist = self.distribution(history)
             if not any(dist.values()):
                 raise ValueError(
-                    f"the context {tuple(history[-(self.order - 1):])} was never seen in "
+                    f"the context {tuple(history[-(self.order - 1) :])} was never seen in "
                     "training, so an mle model has no distribution to sample from"
                 )
             word = rng.choices(list(dist), weights=list(dist.values()))[0]
