@@ -3,8 +3,18 @@
 A grading test module sets ``NOTEBOOK = "chNN_name"`` and takes the ``student``
 fixture; it calls the answers only through ``student.call(name, *args)`` with plain
 data, and compares what comes back with ``llmcourse`` or with values derived by hand.
-Here ``student`` runs the reference solution notebook, so every grading test must
-pass: that is the proof that the tests accept a correct answer.
+
+The same tests run in two ways:
+
+- ``llmcourse grade`` / ``llmcourse check``: the grader's pytest plugin is active, and
+  ``student`` calls the submission's functions in its sandboxed kernels (see
+  ``llmcourse.grading``).
+- ``make test``: ``student`` runs the reference solution notebook in this process, and
+  every call goes through the grader's plain-data encoding both ways, as in a kernel
+  (a Counter argument stays a Counter, a returned Counter comes back as a dict, a
+  tensor as a fresh tensor). So every grading test must pass here: that is the proof
+  that the tests accept a correct answer. ``tests/grading/test_corpus.py`` then grades
+  every solution through the real kernels and checks it scores full marks.
 """
 
 from __future__ import annotations
@@ -16,31 +26,40 @@ from typing import Any
 import nbformat
 import pytest
 
+from llmcourse.grading.runner import GRADING
+from llmcourse.grading.session import Student, in_process_student
+
 SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
 
 
 class NotebookStudent:
-    """Executes a notebook's code cells in a fresh namespace and calls its functions."""
+    """Executes a notebook's code cells (but the self-check) in a fresh namespace."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.namespace: dict[str, Any] = {"__name__": "__student__"}
         notebook = nbformat.read(path, as_version=4)
         for index, cell in enumerate(notebook.cells):
-            if cell.cell_type == "code":
+            if cell.cell_type == "code" and "self-check" not in cell.metadata.get("tags", []):
                 exec(compile(cell.source, f"{path.name}[cell {index}]", "exec"), self.namespace)
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the notebook's function ``name``; fails the test if it is not defined."""
-        function = self.namespace.get(name)
-        if not callable(function):
-            pytest.fail(f"{self.path.name} defines no function {name!r}")
-        return function(*args, **kwargs)
+        self.student = in_process_student(self.namespace)
 
 
 @pytest.fixture(scope="module")
-def student(request: pytest.FixtureRequest) -> NotebookStudent:
+def reference(request: pytest.FixtureRequest) -> NotebookStudent | None:
+    """The reference solution, executed once per module (not when grading a submission)."""
+    if request.config.stash.get(GRADING, None) is not None:
+        return None
     return NotebookStudent(SOLUTIONS / f"{request.module.NOTEBOOK}.ipynb")
+
+
+@pytest.fixture
+def student(request: pytest.FixtureRequest, reference: NotebookStudent | None) -> Student:
+    plugin = request.config.stash.get(GRADING, None)
+    if plugin is not None:
+        return plugin.student(request.node)
+    assert reference is not None
+    return reference.student
 
 
 @pytest.fixture

@@ -1,0 +1,141 @@
+"""What a grading result looks like to people and tools: text, CSV, Gradescope JSON.
+
+All functions take the per-submission result of :func:`llmcourse.grading.grade.grade_file`.
+Text for students never contains more than a test's ``feedback`` (for tests that are
+not visible: the kind of failure and the hint only).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+GRADESCOPE_VISIBILITY = {
+    "visible": "visible",
+    "hidden": "hidden",
+    "after_due_date": "after_due_date",
+}
+
+
+def _points(x: float | None) -> str:
+    return "?" if x is None else f"{round(x, 2):g}"
+
+
+def text(result: dict[str, Any], student_view: bool = False) -> str:
+    """A readable report: per-answer points, the total, and the reason for every lost point.
+
+    Args:
+        result: a grading result.
+        student_view: the self-check's wording (no file names, no grader details).
+    """
+    lines = []
+    name = result["exercise"] or "unknown exercise"
+    if not student_view:
+        lines.append(f"{result['student']} ({name}): {result['status']}")
+    if result["status"] == "invalid":
+        lines.append(f"  invalid submission: {result['message']}")
+    elif result["status"] == "error":
+        lines.append(f"  GRADER ERROR (not the student's fault): {result['message']}")
+    for note in result["notes"]:
+        lines.append(f"  note: {note}")
+    for answer in result["answers"]:
+        mark = "ok" if answer["status"] == "passed" else "--"
+        points = f"{_points(answer['score'])}/{_points(answer['max_score'])}"
+        lines.append(f"  [{mark}] {answer['id']}: {points}")
+        if answer["message"]:
+            lines.append(f"        {answer['message']}")
+        for note in answer["notes"]:
+            lines.append(f"        note: {note}")
+        if result["status"] == "invalid" or answer["message"]:
+            continue  # one reason covers every test of this answer
+        for test in result["tests"]:
+            if test["answer"] == answer["id"] and not test["passed"]:
+                lost = f"-{_points(test['max_score'])}"
+                feedback = test["feedback"].replace("\n", "\n" + " " * 12)
+                lines.append(f"        {lost} {test['name']}: {feedback}")
+    total = f"{_points(result['score'])}/{_points(result['max_score'])}"
+    lines.append(("  total: " if not student_view else "total: ") + total)
+    return "\n".join(lines)
+
+
+def gradescope(result: dict[str, Any]) -> dict[str, Any]:
+    """Gradescope's ``results.json`` for one submission.
+
+    One entry per test case; ``output`` is the student-safe feedback. An invalid
+    submission gets its reason as the top-level ``output``.
+    """
+    tests = []
+    for test in result["tests"]:
+        output = test["feedback"] if not test["passed"] else ""
+        tests.append(
+            {
+                "name": f"{test['answer']}: {test['name']}",
+                "score": test["score"],
+                "max_score": test["max_score"],
+                "output": output,
+                "visibility": GRADESCOPE_VISIBILITY[test["visibility"]],
+            }
+        )
+    summary = [f"{a['id']}: {a['score']:g}/{a['max_score']:g}" for a in result["answers"]]
+    messages = [a["message"] for a in result["answers"] if a["message"]]
+    if result["status"] == "invalid":
+        messages.insert(0, f"Invalid submission: {result['message']}")
+    elif result["status"] == "error":
+        messages.insert(
+            0,
+            "The grader failed on this submission (not your fault); your instructor has been told.",
+        )
+    return {
+        "score": result["score"],
+        "output": "\n".join(summary + result["notes"] + messages),
+        "tests": tests,
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+    }
+
+
+def gradebook_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Header and rows of the gradebook: one row per submission, one column per answer.
+
+    Answer columns are named by answer id, prefixed with the exercise when the batch
+    mixes exercises.
+    """
+    exercises = sorted({r["exercise"] for r in results if r["exercise"]})
+    columns: list[str] = []
+    rows = []
+    for result in results:
+        row: dict[str, Any] = {
+            "student": result["student"],
+            "exercise": result["exercise"] or "",
+            "total": result["score"],
+            "max_total": result["max_score"] if result["max_score"] is not None else "",
+            "status": result["status"],
+            "message": result["message"],
+        }
+        for answer in result["answers"]:
+            column = answer["id"] if len(exercises) <= 1 else f"{result['exercise']}:{answer['id']}"
+            if column not in columns:
+                columns.append(column)
+            row[column] = answer["score"]
+        rows.append(row)
+    header = ["student", "exercise", *columns, "total", "max_total", "status", "message"]
+    return header, sorted(rows, key=lambda r: (r["exercise"], r["student"]))
+
+
+def write_gradebook(results: list[dict[str, Any]], path: Path) -> None:
+    """Write the gradebook CSV."""
+    header, rows = gradebook_rows(results)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    """Write ``data`` as indented JSON, atomically (a crash never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(path)
