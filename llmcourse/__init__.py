@@ -6,7 +6,14 @@ Each module holds one idea and is imported by the chapter that teaches it:
   and a seeded probabilistic grammar with exact log-probabilities.
 - :mod:`llmcourse.tokenize` -- word and character tokenization and a vocabulary.
 - :mod:`llmcourse.ngram` -- n-gram language models with add-k and Kneser-Ney smoothing.
+- :mod:`llmcourse.neural_lm`, :mod:`llmcourse.word2vec` -- the fixed-window neural LM
+  and skip-gram word vectors.
+- :mod:`llmcourse.rnn`, :mod:`llmcourse.rnn_models` -- RNN and LSTM cells and layers
+  written from scratch, and the language model, classifier and tagger built on them.
+- :mod:`llmcourse.seq2seq` -- an encoder-decoder with dot and bilinear attention.
+- :mod:`llmcourse.training` -- the training loop every chapter that trains uses.
 - :mod:`llmcourse.exercises` -- generates student exercises from the solution notebooks.
+- :mod:`llmcourse.grading` -- the sandboxed autograder and the students' self-check.
 """
 
 __version__ = "0.1.0"

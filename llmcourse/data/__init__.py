@@ -4,6 +4,8 @@
   with the interpreter, split into train and validation text.
 - :class:`Grammar` and :func:`english_grammar` -- a seeded probabilistic grammar that
   generates sentences together with their exact log-probability.
+- :mod:`llmcourse.data.labelled` -- agreement and number-tagging tasks from the grammar.
+- :mod:`llmcourse.data.translation` -- "Grammish", a synthetic translation task.
 """
 
 from llmcourse.data.grammar import Grammar, Sample, english_grammar
