@@ -1,0 +1,90 @@
+"""Pre-tokenization: cut text into the pieces that BPE merges within, never across.
+
+Byte-pair encoding learns merges of adjacent symbols. Run on raw text, it would happily
+learn tokens such as ``"dog."`` and ``"dog!"`` and ``"e t"`` that straddle word and
+punctuation boundaries. GPT-2 (Radford et al., 2019) therefore first cuts the text with
+a regular expression and lets BPE merge only inside each piece. Its pattern, used here
+unchanged, matches the first that applies of
+
+- an English contraction suffix: ``'s 't 're 've 'm 'll 'd``;
+- an optional space and a run of letters (``\\p{L}``, any script);
+- an optional space and a run of digits (``\\p{N}``);
+- an optional space and a run of other characters (punctuation, symbols, emoji);
+- a run of white space that is not followed by a non-space (so that the last space
+  before a word stays with the word), or else any run of white space.
+
+The pieces concatenate back to the text exactly. Special tokens (``<|endoftext|>``)
+are cut out before pre-tokenization by :func:`split_specials`, so that they are never
+split and never merged with their neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from functools import lru_cache
+
+import regex
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+_GPT2 = regex.compile(GPT2_PATTERN)
+
+
+def pretokenize(text: str) -> list[str]:
+    """Cut text into GPT-2's pre-tokens; ``"".join(pretokenize(text)) == text``.
+
+    >>> pretokenize("The cat's 2 dogs   ran!")
+    ['The', ' cat', "'s", ' 2', ' dogs', '  ', ' ran', '!']
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return _GPT2.findall(text)
+
+
+def check_specials(specials: Collection[str]) -> list[str]:
+    """The special tokens as a list; ``ValueError`` unless they are distinct non-empty strings."""
+    if isinstance(specials, str):
+        raise TypeError(f"specials must be a collection of strings, not the str {specials!r}")
+    specials = list(specials)
+    for special in specials:
+        if not isinstance(special, str) or not special:
+            raise ValueError(f"every special token must be a non-empty str, got {special!r}")
+    if len(set(specials)) != len(specials):
+        raise ValueError(f"special tokens must be distinct, got {specials!r}")
+    return specials
+
+
+@lru_cache(maxsize=64)
+def _specials_pattern(specials: tuple[str, ...]) -> regex.Pattern:
+    # Alternatives are tried in order: longest first gives leftmost-longest matches.
+    longest_first = sorted(specials, key=len, reverse=True)
+    return regex.compile("|".join(regex.escape(s) for s in longest_first))
+
+
+def split_specials(text: str, specials: Collection[str]) -> list[tuple[str, bool]]:
+    """Cut text at the occurrences of special tokens.
+
+    Matching is leftmost-longest: at each position the longest special token that
+    starts there wins (``"<a><b>"`` with specials ``"<a>"`` and ``"<a><b>"`` is one
+    special token).
+
+    Returns:
+        ``(piece, is_special)`` pairs in order, without empty pieces; the pieces
+        concatenate back to ``text``.
+
+    >>> split_specials("hi<|endoftext|>yo", ["<|endoftext|>"])
+    [('hi', False), ('<|endoftext|>', True), ('yo', False)]
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    specials = check_specials(specials)
+    if not specials:
+        return [(text, False)] if text else []
+    pieces, start = [], 0
+    for match in _specials_pattern(tuple(specials)).finditer(text):
+        if match.start() > start:
+            pieces.append((text[start : match.start()], False))
+        pieces.append((match.group(), True))
+        start = match.end()
+    if start < len(text):
+        pieces.append((text[start:], False))
+    return pieces
