@@ -11,7 +11,17 @@ Each module holds one idea and is imported by the chapter that teaches it:
 - :mod:`llmcourse.rnn`, :mod:`llmcourse.rnn_models` -- RNN and LSTM cells and layers
   written from scratch, and the language model, classifier and tagger built on them.
 - :mod:`llmcourse.seq2seq` -- an encoder-decoder with dot and bilinear attention.
-- :mod:`llmcourse.training` -- the training loop every chapter that trains uses.
+- :mod:`llmcourse.bpe`, :mod:`llmcourse.pretokenize` -- byte-level BPE and GPT-2's
+  pre-tokenization pattern.
+- :mod:`llmcourse.attention`, :mod:`llmcourse.positional`, :mod:`llmcourse.norms`,
+  :mod:`llmcourse.transformer` -- attention, positions, norms, Transformer blocks and
+  GPT-, BERT- and T5-style models.
+- :mod:`llmcourse.sparse_attention`, :mod:`llmcourse.linear_attention`,
+  :mod:`llmcourse.hybrid_memory`, :mod:`llmcourse.kv_cache`, :mod:`llmcourse.vit` --
+  efficient attention, the memory of a KV cache, and images as patch sequences.
+- :mod:`llmcourse.training` -- the training loop every chapter that trains uses, with
+  :mod:`llmcourse.schedule` (warmup and cosine decay), :mod:`llmcourse.checkpoint`
+  (atomic saves, exact resume) and :mod:`llmcourse.distributed` (DDP under torchrun).
 - :mod:`llmcourse.exercises` -- generates student exercises from the solution notebooks.
 - :mod:`llmcourse.grading` -- the sandboxed autograder and the students' self-check.
 """
