@@ -22,9 +22,7 @@ def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -
     for i, row in enumerate(rows):
         if len(row) != len(header):
             raise ValueError(f"row {i} has {len(row)} cells, the header has {len(header)}")
-    columns = list(zip(*[[str(c) for c in row] for row in rows], strict=True)) or [()] * len(
-        header
-    )
+    columns = list(zip(*[[str(c) for c in row] for row in rows], strict=True)) or [()] * len(header)
     numeric = [bool(col) and all(_NUMBER.fullmatch(c) for c in col) for col in columns]
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
     lines.append("|" + "|".join("---:" if num else "---" for num in numeric) + "|")
