@@ -38,6 +38,15 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 while True:
     time.sleep(1)
 """
+# Reserves address space until the kernel's limit (RLIMIT_AS) refuses it. The pages are
+# never touched: a bomb that writes its memory measures how fast the machine can fault
+# pages in (about 0.4 GB/s on a busy CI virtual machine, so 4 GiB can outlast the 10 s
+# answer timeout) instead of the memory limit this case is about.
+MEMORY_BOMB = """
+import mmap
+hog = [mmap.mmap(-1, 2**27) for _ in range(10**4)]
+"""
+
 HUGE_OUTPUT = """
 import sys
 for i in range(20_000):
@@ -191,8 +200,7 @@ def ch01_cases(solution: Path, exercise: Path, secrets: dict[str, Path]) -> list
         case(
             "errors",
             {
-                "mle_next_word": good["mle_next_word"]
-                + "\nhog = [bytearray(2**27) for _ in range(10**4)]\n",
+                "mle_next_word": good["mle_next_word"] + MEMORY_BOMB,
                 "add_k_prob": "\n".join(add_k),
                 "perplexity": "import llmcourse_no_such_package\n" + good["perplexity"],
             },
