@@ -21,6 +21,15 @@ the heads and projects back:
 
 where the context ``C`` is ``X`` itself (self-attention) or another sequence, such as
 an encoder's output (cross-attention).
+
+A decoder that generates one token at a time would recompute, at every step, the keys
+and values of every earlier position, although a causal model never changes them. A
+key-value cache keeps them instead: :class:`LayerKVCache` holds one self-attention
+layer's keys and values ``(batch, n_heads, time, d_head)``, and :class:`KVCache` one
+per layer of a stack. ``MultiHeadAttention.forward(x, cache=cache)`` then reads only
+the new positions ``x``, appends their keys and values to the cache and attends over
+everything cached; with rotary embeddings, the new positions are numbered from
+``cache.length`` on. The mask of such a step is ``causal_mask(new, past=cache.length)``.
 """
 
 from __future__ import annotations
@@ -34,17 +43,27 @@ from torch import Tensor, nn
 from llmcourse.positional import RotaryEmbedding
 
 
-def causal_mask(n: int) -> Tensor:
-    """The ``(n, n)`` bool mask of a left-to-right model: query ``i`` may see key ``j <= i``.
+def causal_mask(n: int, past: int = 0) -> Tensor:
+    """The bool mask of a left-to-right model: query ``i`` may see key ``j <= i``.
+
+    With ``past > 0`` the ``n`` queries are the last of ``past + n`` positions, the
+    first ``past`` of which are already in a key-value cache: the mask is
+    ``(n, past + n)`` and query ``i``, at position ``past + i``, sees keys
+    ``j <= past + i``.
 
     >>> causal_mask(3).int()
     tensor([[1, 0, 0],
             [1, 1, 0],
             [1, 1, 1]], dtype=torch.int32)
+    >>> causal_mask(2, past=2).int()
+    tensor([[1, 1, 1, 0],
+            [1, 1, 1, 1]], dtype=torch.int32)
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    return torch.ones(n, n, dtype=torch.bool).tril()
+    if not isinstance(past, int) or isinstance(past, bool) or past < 0:
+        raise ValueError(f"past must be an integer >= 0, got {past!r}")
+    return torch.ones(n, past + n, dtype=torch.bool).tril(diagonal=past)
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> tuple[int, ...]:
@@ -136,6 +155,115 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(batch, length, n_heads * d_head)
 
 
+class LayerKVCache:
+    """The keys and values one self-attention layer has computed so far.
+
+    ``keys`` and ``values`` are ``(batch, n_heads, length, d_head)``, or None before the
+    first :meth:`append`. Positions are stored in order: row ``t`` of the time axis is
+    position ``t`` of the sequence.
+    """
+
+    def __init__(self) -> None:
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """The number of positions stored."""
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the keys and values of the next positions; return all of them.
+
+        Args:
+            k: ``(batch, n_heads, new, d_head)`` keys of positions ``length .. length + new - 1``.
+            v: ``(batch, n_heads, new, d_head)`` their values.
+
+        Returns:
+            ``(keys, values)``, each ``(batch, n_heads, length + new, d_head)``.
+        """
+        if k.ndim != 4 or k.shape != v.shape:
+            raise ValueError(
+                "k and v must both be (batch, n_heads, new, d_head), got "
+                f"{tuple(k.shape)} and {tuple(v.shape)}"
+            )
+        if self.keys is None:
+            self.keys, self.values = k, v
+        else:
+            stored = self.keys.shape
+            if k.shape[:2] != stored[:2] or k.shape[3] != stored[3]:
+                raise ValueError(
+                    f"the cache holds keys (batch, n_heads, time, d_head) = {tuple(stored)}; "
+                    f"new keys {tuple(k.shape)} do not match"
+                )
+            self.keys = torch.cat([self.keys, k], dim=2)
+            self.values = torch.cat([self.values, v], dim=2)
+        return self.keys, self.values
+
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` positions, ``0 <= length <= self.length`` (a rollback)."""
+        if (
+            not isinstance(length, int)
+            or isinstance(length, bool)
+            or not 0 <= length <= self.length
+        ):
+            raise ValueError(f"length must be an integer in [0, {self.length}], got {length!r}")
+        if self.keys is not None:
+            self.keys = self.keys[:, :, :length]
+            self.values = self.values[:, :, :length]
+
+    def reorder(self, index: Tensor) -> None:
+        """Replace the batch by its rows ``index: (new_batch,)`` long (rows may repeat): how
+        beam search keeps the cache of the hypotheses it extends."""
+        if self.keys is None:
+            return
+        if index.dtype != torch.long or index.ndim != 1:
+            raise ValueError(
+                f"index must be a 1-D long tensor, got {index.dtype} {tuple(index.shape)}"
+            )
+        batch = self.keys.shape[0]
+        if len(index) and not 0 <= int(index.min()) <= int(index.max()) < batch:
+            raise ValueError(f"index must hold rows in [0, {batch}), got {index.tolist()}")
+        self.keys, self.values = self.keys[index], self.values[index]
+
+
+class KVCache:
+    """A :class:`LayerKVCache` for each of ``n_layers`` self-attention layers.
+
+    Between forward passes every layer holds the same positions; :attr:`length` is
+    their number. ``truncate`` and ``reorder`` act on every layer.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
+            raise ValueError(f"n_layers must be an integer >= 1, got {n_layers!r}")
+        self.layers = [LayerKVCache() for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        """The number of positions stored (in every layer)."""
+        return self.layers[0].length
+
+    @property
+    def batch_size(self) -> int | None:
+        """The number of sequences cached; None while the cache is empty."""
+        keys = self.layers[0].keys
+        return None if keys is None else keys.shape[0]
+
+    def truncate(self, length: int) -> None:
+        """Forget every position from ``length`` on, ``0 <= length <= self.length``."""
+        for layer in self.layers:
+            layer.truncate(length)
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep the sequences ``index: (new_batch,)`` long, in that order (rows may repeat)."""
+        for layer in self.layers:
+            layer.reorder(index)
+
+    def __repr__(self) -> str:
+        return f"KVCache(n_layers={len(self.layers)}, length={self.length})"
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention: project, split into heads, attend, concatenate, project.
 
@@ -181,7 +309,11 @@ class MultiHeadAttention(nn.Module):
         self.last_weights: Tensor | None = None
 
     def forward(
-        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        cache: LayerKVCache | None = None,
     ) -> Tensor:
         """Attend from ``x`` over ``context`` (over ``x`` itself when ``context`` is None).
 
@@ -191,12 +323,19 @@ class MultiHeadAttention(nn.Module):
                 None for self-attention.
             mask: bool, broadcastable to ``(batch, n_heads, L_q, L_k)``, True = may attend:
                 ``causal_mask(L)`` of shape ``(L, L)``, or a padding mask ``(batch, 1, 1, L_k)``.
+            cache: self-attention only. ``x`` is then the positions
+                ``P .. P + L_q - 1`` that follow the ``P = cache.length`` cached ones: their
+                keys and values are appended to the cache, the queries attend over all
+                ``L_k = P + L_q`` positions (``mask``, e.g. ``causal_mask(L_q, past=P)``,
+                is ``(L_q, L_k)``), and rotary embeddings use the positions from ``P`` on.
 
         Returns:
             ``(batch, L_q, d_model)``.
         """
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must be (batch, length, {self.d_model}), got {tuple(x.shape)}")
+        if cache is not None and context is not None:
+            raise ValueError("a cache holds self-attention keys and values; context must be None")
         if context is None:
             context = x
         elif self.rope is not None:
@@ -212,7 +351,11 @@ class MultiHeadAttention(nn.Module):
         k = split_heads(self.w_k(context), self.n_heads)  # (batch, heads, L_k, d_head)
         v = split_heads(self.w_v(context), self.n_heads)
         if self.rope is not None:
-            q, k = self.rope(q), self.rope(k)
+            start = 0 if cache is None else cache.length
+            positions = torch.arange(start, start + x.shape[1], device=x.device)
+            q, k = self.rope(q, positions), self.rope(k, positions)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (batch, heads, P + L_q, d_head)
         dropout = self.dropout if self.training else 0.0
         heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout=dropout)
         self.last_weights = weights.detach()

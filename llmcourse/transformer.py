@@ -29,6 +29,18 @@ embeddings by default (Press and Wolf, 2017). With ``d_ff = 4 d_model``, each bl
 has about ``12 d_model^2`` parameters: ``4 d^2`` in the attention projections and
 ``8 d^2`` in the feed-forward network (:func:`gpt_parameter_counts` gives the exact
 numbers).
+
+Generation with a key-value cache: a causal model never revises the keys and values of
+earlier positions, so :class:`GPT` can keep them in a
+:class:`~llmcourse.attention.KVCache` and read only the new tokens.
+``logits = model(idx_new, cache=cache)`` takes the tokens at positions
+``cache.length .. cache.length + new - 1`` (the prompt at first, then one token per
+step), gives their logits, and appends their keys and values to ``cache`` (from
+``model.new_cache()``). The learned and sinusoidal positions and the rotary angles
+start at ``cache.length``. The cache cannot outgrow ``block_size``: a sequence longer
+than that is read through its last ``block_size`` tokens, positions ``0 ..
+block_size - 1`` again, so every key changes and :meth:`GPT.generate` recomputes the
+cropped window at every step from then on, exactly as without a cache.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmcourse.attention import MultiHeadAttention, causal_mask
+from llmcourse.attention import KVCache, LayerKVCache, MultiHeadAttention, causal_mask
 from llmcourse.norms import LayerNorm, RMSNorm
 from llmcourse.positional import LearnedPositions, SinusoidalPositions
 
@@ -198,6 +210,7 @@ class TransformerBlock(nn.Module):
         mask: Tensor | None = None,
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
+        cache: LayerKVCache | None = None,
     ) -> Tensor:
         """Refine ``x``.
 
@@ -209,6 +222,9 @@ class TransformerBlock(nn.Module):
                 encoder's output); required exactly when the block has cross-attention.
             context_mask: cross-attention mask, broadcastable to
                 ``(batch, heads, time, src_time)`` (e.g. the source padding).
+            cache: the self-attention's key-value cache; ``x`` then holds the positions
+                after the cached ones and ``mask`` is ``(time, cache.length + time)``
+                (see :meth:`MultiHeadAttention.forward`).
 
         Returns:
             ``(batch, time, d_model)``.
@@ -218,7 +234,7 @@ class TransformerBlock(nn.Module):
                 "pass a context exactly when the block has cross-attention "
                 f"(it {'has' if self.cross_attn is not None else 'has no'} cross-attention)"
             )
-        x = self._residual(x, self.attn_norm, lambda h: self.attn(h, mask=mask))
+        x = self._residual(x, self.attn_norm, lambda h: self.attn(h, mask=mask, cache=cache))
         if self.cross_attn is not None:
             x = self._residual(
                 x, self.cross_norm, lambda h: self.cross_attn(h, context, mask=context_mask)
@@ -253,14 +269,19 @@ class TransformerStack(nn.Module):
         mask: Tensor | None = None,
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> Tensor:
         """``x: (batch, time, d_model)`` token embeddings -> ``(batch, time, d_model)``;
-        the masks and context as in :meth:`TransformerBlock.forward`."""
+        the masks and context as in :meth:`TransformerBlock.forward`. With a ``cache``
+        (one layer per block), ``x`` holds positions ``cache.length ..
+        cache.length + time - 1`` and the cache grows by ``time`` positions."""
+        start = 0 if cache is None else cache.length
         if self.positions is not None:
-            x = x + self.positions(x.shape[1])
+            x = x + self.positions(start + x.shape[1])[start:]
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, mask, context, context_mask)
+        layers = [None] * len(self.blocks) if cache is None else cache.layers
+        for block, layer_cache in zip(self.blocks, layers, strict=True):
+            x = block(x, mask, context, context_mask, layer_cache)
         return self.final_norm(x)
 
 
@@ -324,6 +345,8 @@ class GPT(_LanguageModelHead):
 
     ``forward(idx)`` returns the logits of the next token at every position; by
     default each position sees itself and the positions before it (a causal mask).
+    ``forward(idx_new, cache=cache)`` reads only new tokens, the keys and values of the
+    earlier ones coming from a :class:`~llmcourse.attention.KVCache` (``new_cache()``).
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -331,14 +354,45 @@ class GPT(_LanguageModelHead):
         self.transformer = TransformerStack(config)
         self._add_head_and_init()
 
-    def hidden_states(self, idx: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``idx: (batch, time)`` -> the last layer's vectors ``(batch, time, d_model)``."""
-        _check_ids("idx", idx, self.config)
-        if mask is None:
-            mask = causal_mask(idx.shape[1]).to(idx.device)
-        return self.transformer(self.embed(idx), mask)
+    def new_cache(self) -> KVCache:
+        """An empty key-value cache with one layer per block, for ``forward(..., cache=)``."""
+        return KVCache(self.config.n_layers)
 
-    def forward(self, idx: Tensor, mask: Tensor | None = None) -> Tensor:
+    def _check_cache(self, cache: object, idx: Tensor, mask: Tensor | None) -> None:
+        if not isinstance(cache, KVCache) or len(cache.layers) != self.config.n_layers:
+            raise ValueError(
+                f"cache must be a KVCache with {self.config.n_layers} layers "
+                f"(model.new_cache()), got {cache!r}"
+            )
+        if mask is not None:
+            raise ValueError("a cached forward pass is causal: mask must be None with a cache")
+        if cache.batch_size not in (None, idx.shape[0]):
+            raise ValueError(
+                f"the cache holds {cache.batch_size} sequences but idx has {idx.shape[0]}"
+            )
+        if cache.length + idx.shape[1] > self.config.block_size:
+            raise ValueError(
+                f"the cache holds {cache.length} positions and idx adds {idx.shape[1]}: "
+                f"{cache.length + idx.shape[1]} exceeds block_size {self.config.block_size}; "
+                "read the last block_size tokens without the cache (or in a new one)"
+            )
+
+    def hidden_states(
+        self, idx: Tensor, mask: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
+        """``idx: (batch, time)`` -> the last layer's vectors ``(batch, time, d_model)``;
+        ``mask`` and ``cache`` as in :meth:`forward`."""
+        _check_ids("idx", idx, self.config)
+        if cache is not None:
+            self._check_cache(cache, idx, mask)
+            mask = causal_mask(idx.shape[1], past=cache.length).to(idx.device)
+        elif mask is None:
+            mask = causal_mask(idx.shape[1]).to(idx.device)
+        return self.transformer(self.embed(idx), mask, cache=cache)
+
+    def forward(
+        self, idx: Tensor, mask: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         """Next-token logits.
 
         Args:
@@ -346,11 +400,20 @@ class GPT(_LanguageModelHead):
             mask: bool ``(time, time)`` (or broadcastable to ``(batch, heads, time, time)``),
                 True where query ``i`` may attend to key ``j``. None means
                 ``causal_mask(time)``; any other mask replaces it (e.g. a sliding window).
+                Must be None with a ``cache``.
+            cache: a :class:`~llmcourse.attention.KVCache` from :meth:`new_cache` holding
+                the first ``P = cache.length`` positions of the batch's sequences (empty at
+                first). ``idx`` is then positions ``P .. P + time - 1``, which see
+                themselves causally and all ``P`` cached positions; their keys and values
+                are appended to the cache. ``P + time`` must not exceed ``block_size``.
+                Up to rounding, ``model(idx[:, P:], cache=cache)`` after
+                ``model(idx[:, :P], cache=cache)`` equals ``model(idx)[:, P:]``.
 
         Returns:
-            ``logits: (batch, time, vocab_size)``; ``logits[:, t]`` predicts token ``t + 1``.
+            ``logits: (batch, time, vocab_size)``; ``logits[:, t]`` predicts the token after
+            ``idx[:, t]``.
         """
-        return self.lm_head(self.hidden_states(idx, mask))
+        return self.lm_head(self.hidden_states(idx, mask, cache))
 
     @torch.no_grad()
     def generate(
@@ -359,12 +422,18 @@ class GPT(_LanguageModelHead):
         max_new_tokens: int,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> Tensor:
         """Continue ``idx: (batch, time)`` by ``max_new_tokens`` sampled tokens.
 
         Ancestral sampling: at each step, read the last ``block_size`` tokens, draw the
         next one from ``softmax(logits / temperature)`` and append it. The model runs in
         eval mode (no dropout); its mode is restored afterwards.
+
+        With ``use_cache`` (the default), the prompt is read once into a key-value cache
+        and each step reads only the token drawn last; once the sequence is longer than
+        ``block_size``, every step reads the last ``block_size`` tokens afresh. The
+        tokens are those of ``use_cache=False`` (the logits agree up to rounding).
 
         Returns:
             ``(batch, time + max_new_tokens)`` long ids, the prompt first.
@@ -374,11 +443,16 @@ class GPT(_LanguageModelHead):
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        block_size = self.config.block_size
+        cache = self.new_cache() if use_cache else None
         was_training = self.training
         self.eval()
         try:
             for _ in range(max_new_tokens):
-                logits = self(idx[:, -self.config.block_size :])[:, -1]
+                if cache is not None and idx.shape[1] <= block_size:
+                    logits = self(idx[:, cache.length :], cache=cache)[:, -1]
+                else:
+                    logits = self(idx[:, -block_size:])[:, -1]
                 probs = torch.softmax(logits / temperature, dim=-1)
                 idx = torch.cat([idx, torch.multinomial(probs, 1, generator=generator)], dim=1)
         finally:
