@@ -32,7 +32,7 @@ def run(path: Path) -> float:
 
 def main(paths: list[str]) -> int:
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    notebooks = [Path(p) for p in paths] or sorted(
+    notebooks = [Path(p).resolve() for p in paths] or sorted(
         [*ROOT.glob("book/ch*.ipynb"), *ROOT.glob("solutions/*.ipynb")]
     )
     over = 0
