@@ -19,6 +19,10 @@ Each module holds one idea and is imported by the chapter that teaches it:
 - :mod:`llmcourse.sparse_attention`, :mod:`llmcourse.linear_attention`,
   :mod:`llmcourse.hybrid_memory`, :mod:`llmcourse.kv_cache`, :mod:`llmcourse.vit` --
   efficient attention, the memory of a KV cache, and images as patch sequences.
+- :mod:`llmcourse.decoding`, :mod:`llmcourse.speculative` -- greedy, sampling
+  (temperature, top-k, top-p), beam search and speculative decoding, with a KV cache.
+- :mod:`llmcourse.pretrained` -- the course's small pretrained GPT and its tokenizer,
+  shipped with the package (``recipes/pretrain_small.py`` retrains it).
 - :mod:`llmcourse.training` -- the training loop every chapter that trains uses, with
   :mod:`llmcourse.schedule` (warmup and cosine decay), :mod:`llmcourse.checkpoint`
   (atomic saves, exact resume) and :mod:`llmcourse.distributed` (DDP under torchrun).
