@@ -6,11 +6,23 @@ import re
 from collections.abc import Sequence
 
 _NUMBER = re.compile(r"[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?|[-+]?inf|")
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+class Literal(str):
+    """A table cell shown exactly as written, such as a model's output: no Markdown in it
+    is interpreted (``__init__`` stays, not bold; ``name.is`` is not a link; ``$x$`` is
+    not math). Other cells may use Markdown and math."""
 
 
 def _cell(value: object) -> str:
+    text = str(value)
+    if isinstance(value, Literal):
+        # CommonMark lets any ASCII punctuation be backslash-escaped; an escaped dot also
+        # splits the text, so that the link detector does not see "name.is" as a domain.
+        return _ASCII_PUNCTUATION.sub(r"\\\1", text).replace("\n", " ")
     # Escape what Markdown would swallow: "<s>" looks like an HTML tag, "|" ends a cell.
-    return str(value).replace("<", "&lt;").replace("|", "\\|")
+    return text.replace("<", "&lt;").replace("|", "\\|")
 
 
 def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> str:

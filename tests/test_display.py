@@ -1,8 +1,13 @@
 """Markdown tables for the chapters."""
 
-import pytest
+import html
+import re
 
-from llmcourse.display import markdown_table
+import pytest
+from markdown_it import MarkdownIt
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+
+from llmcourse.display import Literal, markdown_table
 
 
 def test_numbers_are_right_aligned_and_text_left_aligned():
@@ -31,3 +36,22 @@ def test_a_table_without_rows_has_a_header():
 def test_ragged_rows_are_rejected():
     with pytest.raises(ValueError, match="row 1 has 1 cells, the header has 2"):
         markdown_table(["a", "b"], [[1, 2], [3]])
+
+
+def _render_cells(table: str) -> list[str]:
+    """The cells' inner HTML as the book renders Markdown output (GFM with links, math)."""
+    rendered = MarkdownIt("gfm-like").use(dollarmath_plugin).render(table)
+    return re.findall(r"<td>(.*?)</td>", rendered)
+
+
+def test_literal_cells_show_model_output_exactly():
+    text = r"a __init__ *x* name.is <s> | $x$ `c` [l](u) \ end"
+    plain, literal = _render_cells(markdown_table(["a", "b"], [["see name.is", Literal(text)]]))
+    assert "<a href" in plain  # the renderer does turn such text into links
+    assert "<" not in literal.replace("&lt;", "")  # no tags: no emphasis, link, code or math
+    assert html.unescape(literal) == text
+
+
+def test_ordinary_cells_keep_markdown_and_math():
+    (cell,) = _render_cells(markdown_table(["a"], [[r"$B \cdot V$ and **bold**"]]))
+    assert cell == '<span class="math inline">B \\cdot V</span> and <strong>bold</strong>'
