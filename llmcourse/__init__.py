@@ -21,6 +21,8 @@ Each module holds one idea and is imported by the chapter that teaches it:
   efficient attention, the memory of a KV cache, and images as patch sequences.
 - :mod:`llmcourse.decoding`, :mod:`llmcourse.speculative` -- greedy, sampling
   (temperature, top-k, top-p), beam search and speculative decoding, with a KV cache.
+- :mod:`llmcourse.objectives`, :mod:`llmcourse.heads` -- pretraining objectives (BERT's
+  masking, next-sentence pairs, T5's span corruption) and fine-tuning heads.
 - :mod:`llmcourse.pretrained` -- the course's small pretrained GPT and its tokenizer,
   shipped with the package (``recipes/pretrain_small.py`` retrains it).
 - :mod:`llmcourse.training` -- the training loop every chapter that trains uses, with

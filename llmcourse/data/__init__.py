@@ -6,6 +6,7 @@
   generates sentences together with their exact log-probability.
 - :mod:`llmcourse.data.labelled` -- agreement and number-tagging tasks from the grammar.
 - :mod:`llmcourse.data.translation` -- "Grammish", a synthetic translation task.
+- :mod:`llmcourse.data.phrases` -- noun-phrase chunks (BIO) and span questions.
 - :mod:`llmcourse.data.stripes` -- small striped images, for the vision transformer.
 """
 
