@@ -309,6 +309,21 @@ def padding_attention_mask(padding_mask: Tensor) -> Tensor:
     return padding_mask[:, None, None, :]
 
 
+def _padding_mask_like(
+    name: str, padding_mask: Tensor | None, ids_name: str, ids: Tensor
+) -> Tensor | None:
+    """:func:`padding_attention_mask` of a padding mask that must have the shape of
+    ``ids``; None (no padding) stays None."""
+    if padding_mask is None:
+        return None
+    if padding_mask.shape != ids.shape:
+        raise ValueError(
+            f"{name} must have the shape of {ids_name} {tuple(ids.shape)}, "
+            f"got {tuple(padding_mask.shape)}"
+        )
+    return padding_attention_mask(padding_mask)
+
+
 def init_weights(model: nn.Module, n_layers: int) -> None:
     """GPT-2's initialisation: linear and embedding weights N(0, 0.02²), biases 0, and the
     projections that end a residual branch (``attn.w_o``, ``ffn.down``) scaled down by
@@ -477,14 +492,7 @@ class BERT(_LanguageModelHead):
         """``idx: (batch, time)``, ``padding_mask: (batch, time)`` bool (True at real tokens,
         None = no padding) -> ``(batch, time, d_model)``."""
         _check_ids("idx", idx, self.config)
-        mask = None
-        if padding_mask is not None:
-            if padding_mask.shape != idx.shape:
-                raise ValueError(
-                    f"padding_mask must have the shape of idx {tuple(idx.shape)}, "
-                    f"got {tuple(padding_mask.shape)}"
-                )
-            mask = padding_attention_mask(padding_mask)
+        mask = _padding_mask_like("padding_mask", padding_mask, "idx", idx)
         return self.transformer(self.embed(idx), mask)
 
     def forward(self, idx: Tensor, padding_mask: Tensor | None = None) -> Tensor:
@@ -509,14 +517,7 @@ class T5(_LanguageModelHead):
         """``src: (batch, src_time)`` ids -> ``memory: (batch, src_time, d_model)``;
         ``src_padding_mask: (batch, src_time)`` bool, True at real tokens."""
         _check_ids("src", src, self.config)
-        mask = None
-        if src_padding_mask is not None:
-            if src_padding_mask.shape != src.shape:
-                raise ValueError(
-                    f"src_padding_mask must have the shape of src {tuple(src.shape)}, "
-                    f"got {tuple(src_padding_mask.shape)}"
-                )
-            mask = padding_attention_mask(src_padding_mask)
+        mask = _padding_mask_like("src_padding_mask", src_padding_mask, "src", src)
         return self.encoder(self.embed(src), mask)
 
     def decode(self, tgt: Tensor, memory: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:

@@ -89,7 +89,6 @@ class Recipe:
     """Every setting of a run; the card records them all."""
 
     name: str
-    vocab_size: int  # all tokens: 256 bytes, merges and the special tokens
     model: TransformerConfig
     grammar_sentences: int
     prose_batch: int
@@ -108,7 +107,6 @@ class Recipe:
 
 SMALL = Recipe(
     name="small",
-    vocab_size=2048,
     model=TransformerConfig(
         vocab_size=2048,
         block_size=128,
@@ -135,7 +133,6 @@ SMALL = Recipe(
 TINY = dataclasses.replace(
     SMALL,
     name="tiny",
-    vocab_size=256 + len(SPECIAL_TOKENS) + 30,
     model=TransformerConfig(
         vocab_size=256 + len(SPECIAL_TOKENS) + 30,
         block_size=64,
@@ -218,9 +215,10 @@ def main(argv: list[str] | None = None) -> dict:
     prose = python_docs().train
     samples = english_grammar().generate(recipe.grammar_sentences, seed=GRAMMAR_SEED)
     grammar = [grammar_text(sample.tokens) for sample in samples]
-    tokenizer = BPETokenizer.train(prose + grammar, recipe.vocab_size, SPECIAL_TOKENS)
-    if len(tokenizer) != recipe.vocab_size:
-        raise RuntimeError(f"the tokenizer has {len(tokenizer)} tokens, not {recipe.vocab_size}")
+    vocab_size = recipe.model.vocab_size  # 256 bytes, the merges and the special tokens
+    tokenizer = BPETokenizer.train(prose + grammar, vocab_size, SPECIAL_TOKENS)
+    if len(tokenizer) != vocab_size:
+        raise RuntimeError(f"the tokenizer has {len(tokenizer)} tokens, not {vocab_size}")
     prose_ids = document_stream(tokenizer, prose)
     grammar_ids = document_stream(tokenizer, grammar)
     eval_ids = {

@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+from tiny_models import Bigram
 from torch import Tensor, nn
 
 from llmcourse.decoding import (
@@ -31,24 +32,7 @@ from llmcourse.transformer import GPT, POSITIONS, TransformerConfig
 INF = math.inf
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread avoids waiting on a busy machine (results do not depend on it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class Bigram(nn.Module):
-    """``P(next | ..., last) = softmax(logits[last])``: a model with an exact distribution."""
-
-    def __init__(self, probs: list[list[float]]) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(torch.tensor(probs, dtype=torch.float64).log())
-
-    def forward(self, idx: Tensor) -> Tensor:
-        return self.logits[idx]  # (batch, time, vocab)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gpt(seed: int = 0, **changes) -> GPT:

@@ -27,14 +27,7 @@ from llmcourse.decoding import (  # noqa: E402
     top_p_filter,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread avoids waiting on a busy machine (results do not depend on it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SHAPES = [(1, 1), (1, 2), (4, 7), (3, 50), (2, 1000), (2, 50257)]

@@ -25,13 +25,7 @@ from llmcourse.transformer import GPT, NORMS, POSITIONS, TransformerConfig
 VOCAB = 13
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread avoids waiting on a busy machine (results do not depend on it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gpt(seed: int = 0, scale: float = 1.0, dtype=torch.float32, **changes) -> GPT:

@@ -350,15 +350,6 @@ def copy_batches(seed: int, vocab: int = 10, max_len: int = 6, batch: int = 32):
         yield SimpleNamespace(src=src, src_mask=mask, tgt_in=tgt_in, tgt_out=tgt_out)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors train faster on one thread, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_small_attention_model_learns_to_copy(one_thread):
     net = model("dot", seed=0, vocab=10, hidden=32)
     history = train(net, translation_loss, copy_batches(0), steps=250, lr=0.02, progress=False)

@@ -16,7 +16,8 @@ import math
 
 import pytest
 import torch
-from torch import Tensor, nn
+from tiny_models import Bigram
+from torch import Tensor
 
 from llmcourse.decoding import greedy, process_logits
 from llmcourse.speculative import (
@@ -28,25 +29,7 @@ from llmcourse.speculative import (
 )
 from llmcourse.transformer import GPT, POSITIONS, TransformerConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread avoids waiting on a busy machine (results do not depend on it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class Bigram(nn.Module):
-    """``P(next | ..., last) = probs[last]``: a model with an exact distribution."""
-
-    def __init__(self, probs: list[list[float]]) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(torch.tensor(probs, dtype=torch.float64).log())
-
-    def forward(self, idx: Tensor) -> Tensor:
-        return self.logits[idx]  # (batch, time, vocab)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gpt(seed: int, scale: float = 8.0, **changes) -> GPT:
