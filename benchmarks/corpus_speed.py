@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from llmcourse.data import english_grammar, python_docs
-from llmcourse.tokenize import tokenized_sentences
+from llmcourse.text import tokenized_sentences
 
 TARGET_TOKENS_PER_S = 1_000_000 / 5  # a million tokens in five seconds
 

@@ -11,7 +11,7 @@ Usage: ``.venv/bin/python benchmarks/decoding_speed.py``
    over the cache grows with ``t``. The weights do not matter for speed, so they are
    random here.
 2. **Speculative decoding.** The target is the course's pretrained model
-   (:func:`llmcourse.pretrained.load_pretrained`; ``--pretrained-dir DIR`` loads it
+   (:func:`llmcourse.models.pretrained.load_pretrained`; ``--pretrained-dir DIR`` loads it
    from a recipe's ``--out`` folder instead). The draft is an early exit of the target:
    its embeddings, first block, final norm and output layer as a one-block GPT,
    fine-tuned for a few hundred steps on the course prose (``python_docs()`` training
@@ -38,12 +38,17 @@ from collections.abc import Callable
 
 import torch
 
-from llmcourse.data.prose import python_docs
-from llmcourse.decoding import greedy, sample
-from llmcourse.pretrained import EOT, document_stream, load_pretrained
-from llmcourse.speculative import SpeculativeResult, speculative_greedy, speculative_sample
-from llmcourse.training import train
-from llmcourse.transformer import GPT, TransformerConfig, next_token_loss, random_blocks
+from llmcourse.data import EOT, document_stream, python_docs, random_blocks
+from llmcourse.generation import (
+    SpeculativeResult,
+    greedy,
+    sample,
+    speculative_greedy,
+    speculative_sample,
+)
+from llmcourse.models import GPT, load_pretrained
+from llmcourse.modules import TransformerConfig
+from llmcourse.training import next_token_loss, train
 
 PROMPT_LENGTH = 32
 NEW_TOKENS = (32, 64, 128, 256, 480)  # prompt + 480 = block_size 512

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from llmcourse.bpe import BPETokenizer, to_byte_level
-from llmcourse.data.prose import python_docs
+from llmcourse.data import python_docs
+from llmcourse.text import BPETokenizer, to_byte_level
 
 EOT = "<|endoftext|>"
 REPEATS = 3
@@ -62,7 +62,7 @@ def main(vocab_size: int) -> None:
     merges = [list(m) for m in json.loads(theirs.to_str())["model"]["merges"]]
     same = merges == [[to_byte_level(a), to_byte_level(b)] for a, b in ours.merges]
     print(f"training on {sum(map(len, prose.train)) / 1e3:.0f} KB to {vocab_size} tokens:")
-    print(f"  llmcourse.bpe {ours_s:7.3f} s")
+    print(f"  llmcourse.text.bpe {ours_s:7.3f} s")
     print(f"  tokenizers    {theirs_s:7.3f} s")
     print(f"  ours / theirs {ours_s / theirs_s:7.1f} x the time; same merges: {same}")
 
@@ -95,7 +95,7 @@ def main(vocab_size: int) -> None:
             [theirs.id_to_token(i) for i in x] for x in their_ids
         ]
         print(f"  {name}:")
-        print(f"    llmcourse.bpe {megabytes / ours_s:7.2f} MB/s")
+        print(f"    llmcourse.text.bpe {megabytes / ours_s:7.2f} MB/s")
         print(f"    tokenizers    {megabytes / theirs_s:7.2f} MB/s")
         print(f"    theirs / ours {ours_s / theirs_s:7.1f} x the throughput; same tokens: {same}")
 

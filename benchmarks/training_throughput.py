@@ -32,9 +32,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from llmcourse.pretrained import model_card
-from llmcourse.training import train
-from llmcourse.transformer import GPT, TransformerConfig, next_token_loss
+from llmcourse.models import GPT, model_card
+from llmcourse.modules import TransformerConfig
+from llmcourse.training import next_token_loss, train
 
 BATCH_SIZE = 32
 MATMUL_SIZE = 1024

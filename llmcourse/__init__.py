@@ -1,35 +1,37 @@
 """llmcourse: the tested PyTorch package behind the course *Large Language Models from Scratch*.
 
-Each module holds one idea and is imported by the chapter that teaches it:
+The package is grouped by role, not by chapter: attention, training and generation
+serve many chapters. Each subpackage re-exports its public names, so chapters import
+briefly (``from llmcourse.modules import MultiHeadAttention``); inside the package,
+modules import each other by their full module path.
 
-- :mod:`llmcourse.data` -- offline corpora: Python's own documentation (real prose)
-  and a seeded probabilistic grammar with exact log-probabilities.
-- :mod:`llmcourse.tokenize` -- word and character tokenization and a vocabulary.
-- :mod:`llmcourse.ngram` -- n-gram language models with add-k and Kneser-Ney smoothing.
-- :mod:`llmcourse.neural_lm`, :mod:`llmcourse.word2vec` -- the fixed-window neural LM
-  and skip-gram word vectors.
-- :mod:`llmcourse.rnn`, :mod:`llmcourse.rnn_models` -- RNN and LSTM cells and layers
-  written from scratch, and the language model, classifier and tagger built on them.
-- :mod:`llmcourse.seq2seq` -- an encoder-decoder with dot and bilinear attention.
-- :mod:`llmcourse.bpe`, :mod:`llmcourse.pretokenize` -- byte-level BPE and GPT-2's
-  pre-tokenization pattern.
-- :mod:`llmcourse.attention`, :mod:`llmcourse.positional`, :mod:`llmcourse.norms`,
-  :mod:`llmcourse.transformer` -- attention, positions, norms, Transformer blocks and
-  GPT-, BERT- and T5-style models.
-- :mod:`llmcourse.sparse_attention`, :mod:`llmcourse.linear_attention`,
-  :mod:`llmcourse.hybrid_memory`, :mod:`llmcourse.kv_cache`, :mod:`llmcourse.vit` --
-  efficient attention, the memory of a KV cache, and images as patch sequences.
-- :mod:`llmcourse.decoding`, :mod:`llmcourse.speculative` -- greedy, sampling
-  (temperature, top-k, top-p), beam search and speculative decoding, with a KV cache.
-- :mod:`llmcourse.objectives`, :mod:`llmcourse.heads` -- pretraining objectives (BERT's
-  masking, next-sentence pairs, T5's span corruption) and fine-tuning heads.
-- :mod:`llmcourse.pretrained` -- the course's small pretrained GPT and its tokenizer,
-  shipped with the package (``recipes/pretrain_small.py`` retrains it).
-- :mod:`llmcourse.training` -- the training loop every chapter that trains uses, with
-  :mod:`llmcourse.schedule` (warmup and cosine decay), :mod:`llmcourse.checkpoint`
-  (atomic saves, exact resume) and :mod:`llmcourse.distributed` (DDP under torchrun).
-- :mod:`llmcourse.exercises` -- generates student exercises from the solution notebooks.
-- :mod:`llmcourse.grading` -- the sandboxed autograder and the students' self-check.
+The model code, from data to training (a subpackage imports only those above it, and
+:mod:`~llmcourse.training` only :mod:`~llmcourse.modules` for its parameter groups)::
+
+    checks        argument validators shared by every module (one wording for errors)
+    data/         corpora (Python docs prose, the grammar), tasks, documents, batching
+    text/         word and character tokens, pre-tokenization, byte-level BPE
+    classic/      before the Transformer: n-grams, fixed-window LM, word2vec, RNNs, seq2seq
+    modules/      Transformer building blocks: attention (fused and written out, GQA), the
+                  KV cache, positions, norms, feed-forward (GELU MLP, SwiGLU), the block
+                  and stack, sparse and linear attention, hybrid memory
+    models/       models built from modules: GPT (GPT-2 and Llama styles), BERT, T5, ViT,
+                  fine-tuning heads, the shipped pretrained model (weights/)
+    generation/   sampling transforms, the one generation loop, beam search, speculative
+    training/     the loop and its pieces: AdamW, clipping, parameter groups, schedules,
+                  accumulation, evaluation, logs, checkpoints, DDP, pretraining objectives
+
+The course machinery, apart from the model code: :mod:`~llmcourse.grading` (the
+sandboxed autograder and the students' self-check), :mod:`~llmcourse.exercises` (student
+notebooks generated from the solutions), :mod:`~llmcourse.cli` (the ``llmcourse``
+command) and :mod:`~llmcourse.display` (tables and raw text in chapters).
+
+Where a new module goes: into the subpackage of its role (a new attention variant into
+``modules/``, a new model into ``models/``, a loss or a training step into
+``training/``), one idea per module; chapters 10 to 13 add ``scaling/`` (parameter and
+FLOP counts, power-law fits), ``alignment/`` (reward models, policy gradients, PPO, DPO),
+``peft/`` (LoRA, adapters, prefix and prompt tuning) and ``compression/``
+(quantization, pruning, distillation) beside them. CONTRIBUTING.md says the same.
 """
 
 __version__ = "0.1.0"

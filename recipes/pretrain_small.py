@@ -8,12 +8,12 @@ Steps, all seeded and offline:
 1. **Corpus.** Prose: the train split of :func:`llmcourse.data.python_docs` (every
    paragraph a document). Grammar: sentences of :func:`llmcourse.data.english_grammar`
    drawn with seed ``GRAMMAR_SEED`` (every sentence a document, written by
-   :func:`llmcourse.pretrained.grammar_text`). Each becomes one stream of ids,
-   ``<|endoftext|>doc<|endoftext|>doc...`` (:func:`llmcourse.pretrained.document_stream`).
-2. **Tokenizer.** A byte-level BPE (:class:`llmcourse.bpe.BPETokenizer`) trained on
+   :func:`llmcourse.data.documents.grammar_text`). Each becomes one stream of ids,
+   ``<|endoftext|>doc<|endoftext|>doc...`` (:func:`llmcourse.data.documents.document_stream`).
+2. **Tokenizer.** A byte-level BPE (:class:`llmcourse.text.bpe.BPETokenizer`) trained on
    the prose and grammar documents, with the reserved special tokens
-   (:data:`llmcourse.pretrained.SPECIAL_TOKENS`).
-3. **Model.** A GPT (:class:`llmcourse.transformer.GPT`) trained with
+   (:data:`llmcourse.data.documents.SPECIAL_TOKENS`).
+3. **Model.** A GPT (:class:`llmcourse.models.gpt.GPT`) trained with
    :func:`llmcourse.training.train`: AdamW, linear warmup then cosine decay, weight
    decay and dropout against overfitting the small prose, bf16 autocast (fp32 master
    weights). **Mixture:** every batch holds ``prose_batch`` random windows of the prose
@@ -23,7 +23,7 @@ Steps, all seeded and offline:
    resumes exactly where the checkpoint left off (``--fresh`` starts over). The
    per-step JSON-lines log is ``--work/log.jsonl``.
 5. **Evaluation and files.** The documented losses in fp32
-   (:func:`llmcourse.pretrained.validation_losses`), two baselines (the model at
+   (:func:`llmcourse.models.pretrained.validation_losses`), two baselines (the model at
    initialisation, a unigram model), then ``model.pt`` (the fp32 state dict),
    ``tokenizer.json`` and ``card.json`` in ``--out``.
 
@@ -55,31 +55,32 @@ from pathlib import Path
 
 import torch
 
-from llmcourse.bpe import BPETokenizer
-from llmcourse.checkpoint import load_checkpoint
-from llmcourse.data.grammar import english_grammar
-from llmcourse.data.prose import python_docs
-from llmcourse.pretrained import (
-    CARD_FILE,
-    CARD_FORMAT,
+from llmcourse.data import (
     EOT,
     EVAL_GRAMMAR_SEED,
     EVAL_GRAMMAR_SENTENCES,
-    MODEL_FILE,
-    RECIPE,
     SPECIAL_TOKENS,
-    TOKENIZER_FILE,
-    WEIGHTS_DIR,
     document_stream,
+    english_grammar,
     evaluation_documents,
     grammar_text,
+    python_docs,
+    random_blocks,
+)
+from llmcourse.models import (
+    CARD_FILE,
+    CARD_FORMAT,
+    GPT,
+    MODEL_FILE,
+    RECIPE,
+    TOKENIZER_FILE,
+    WEIGHTS_DIR,
     sha256,
-    stream_loss,
-    unigram_loss,
     validation_losses,
 )
-from llmcourse.training import train
-from llmcourse.transformer import GPT, TransformerConfig, next_token_loss, random_blocks
+from llmcourse.modules import TransformerConfig
+from llmcourse.text import BPETokenizer
+from llmcourse.training import load_checkpoint, next_token_loss, stream_loss, train, unigram_loss
 
 GRAMMAR_SEED = 1  # the training sentences; the evaluation sentences use EVAL_GRAMMAR_SEED
 
@@ -270,14 +271,14 @@ def main(argv: list[str] | None = None) -> dict:
         "name": recipe.name,
         "format": CARD_FORMAT,
         "description": (
-            "A decoder-only Transformer (llmcourse.transformer.GPT) pretrained by "
+            "A decoder-only Transformer (llmcourse.models.gpt.GPT) pretrained by "
             "recipes/pretrain_small.py on the course corpus: Python documentation prose "
             "mixed with sentences of the course grammar."
         ),
         "config": asdict(recipe.model),
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokenizer": {
-            "kind": "byte-level BPE (llmcourse.bpe.BPETokenizer)",
+            "kind": "byte-level BPE (llmcourse.text.bpe.BPETokenizer)",
             "vocab_size": len(tokenizer),
             "merges": len(tokenizer.merges),
             "specials": list(tokenizer.specials),
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
             "metric": (
                 "mean next-token cross-entropy in nats, fp32, each set one stream cut into "
                 f"windows of {recipe.model.block_size} predictions "
-                "(llmcourse.pretrained.validation_losses)"
+                "(llmcourse.models.pretrained.validation_losses)"
             ),
             "sets": {
                 "prose": "llmcourse.data.python_docs().validation, all paragraphs",
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "unigram (add-one, fitted on the training stream)": unigram,
             },
         },
-        "usage": "model, tokenizer = llmcourse.pretrained.load_pretrained()",
+        "usage": "model, tokenizer = llmcourse.models.pretrained.load_pretrained()",
         "files": {
             name: {"bytes": (out / name).stat().st_size, "sha256": sha256(out / name)}
             for name in (MODEL_FILE, TOKENIZER_FILE)

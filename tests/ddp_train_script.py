@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from llmcourse import distributed, training
-from llmcourse.training import train
+from llmcourse.training import distributed, loop, train
 
 GLOBAL_BATCH = 16
 STEPS = 25
@@ -108,7 +107,7 @@ def dropout_run(checkpoint_path: Path, crash_at: int | None = None) -> dict:
 def count_writes() -> dict[str, int]:
     """Count this rank's checkpoint saves and experiment-log openings from now on."""
     writes = {"checkpoints": 0, "logs": 0}
-    save_checkpoint, open_path = training.save_checkpoint, Path.open
+    save_checkpoint, open_path = loop.save_checkpoint, Path.open
 
     def counting_save(state, path):
         writes["checkpoints"] += 1
@@ -118,7 +117,7 @@ def count_writes() -> dict[str, int]:
         writes["logs"] += path.suffix == ".jsonl" and "w" in mode
         return open_path(path, mode, *args, **kwargs)
 
-    training.save_checkpoint, Path.open = counting_save, counting_open
+    loop.save_checkpoint, Path.open = counting_save, counting_open
     return writes
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of llmcourse.attention: masks, scaled dot-product and multi-head attention."""
+"""Unit tests of llmcourse.modules.attention: masks, scaled dot-product and multi-head attention."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.attention import (
+from llmcourse.modules import (
     MultiHeadAttention,
     causal_mask,
     merge_heads,
+    record_attention,
+    repeat_kv,
     scaled_dot_product_attention,
     split_heads,
 )
@@ -160,7 +162,7 @@ def test_split_and_merge_heads_are_inverse():
 
 def test_multi_head_attention_equals_per_head_attention_concatenated():
     torch.manual_seed(0)
-    mha = MultiHeadAttention(d_model=12, n_heads=3)
+    mha = MultiHeadAttention(d_model=12, n_heads=3, record_weights=True)
     x = torch.randn(2, 5, 12)
     mask = causal_mask(5)
     out = mha(x, mask=mask)
@@ -179,7 +181,7 @@ def test_multi_head_attention_equals_per_head_attention_concatenated():
 
 def test_cross_attention_reads_the_context():
     torch.manual_seed(0)
-    mha = MultiHeadAttention(d_model=8, n_heads=2)
+    mha = MultiHeadAttention(d_model=8, n_heads=2, record_weights=True)
     x, context = torch.randn(3, 4, 8), torch.randn(3, 6, 8)
     out = mha(x, context)
     assert out.shape == (3, 4, 8) and mha.last_weights.shape == (3, 2, 4, 6)
@@ -205,7 +207,7 @@ def test_self_attention_without_positions_is_permutation_equivariant():
 
 def test_rope_attention_scores_depend_on_relative_positions_only():
     torch.manual_seed(0)
-    mha = MultiHeadAttention(d_model=8, n_heads=2, rope=True, bias=False)
+    mha = MultiHeadAttention(d_model=8, n_heads=2, rope=True, bias=False, record_weights=True)
     token = torch.randn(1, 1, 8)
     # the same token repeated: every score depends only on the distance i - j
     mha(token.expand(1, 7, 8))
@@ -230,8 +232,12 @@ def test_multi_head_attention_errors():
         mha(torch.zeros(2, 3, 6))
     with pytest.raises(ValueError, match="context must be"):
         mha(torch.zeros(2, 3, 8), torch.zeros(3, 4, 8))
-    with pytest.raises(ValueError, match="at least one key"):
-        mha(torch.zeros(1, 3, 8), mask=torch.zeros(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        mha(torch.zeros(1, 3, 8), mask=torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool tensor"):
+        mha(torch.zeros(1, 3, 8), mask=torch.ones(3, 3))
+    with pytest.raises(ValueError, match="n_kv_heads \\(3\\) must divide n_heads \\(4\\)"):
+        MultiHeadAttention(8, 4, n_kv_heads=3)
     with pytest.raises(ValueError, match="self-attention only"):
         MultiHeadAttention(8, 2, rope=True)(torch.zeros(1, 3, 8), torch.zeros(1, 3, 8))
 
@@ -244,3 +250,85 @@ def test_attention_dropout_only_while_training():
     torch.testing.assert_close(mha(x), mha(x))
     mha.train()
     assert not torch.allclose(mha(x), mha(x))
+
+
+# ------------------------------------------------------------------ the two paths, and GQA
+
+
+def twin_layers(n_heads=4, n_kv_heads=None, rope=False, seed=0):
+    """The same layer twice (float64): the fused path and the written-out path."""
+    torch.manual_seed(seed)
+    fused = MultiHeadAttention(16, n_heads, rope=rope, n_kv_heads=n_kv_heads).double()
+    written = MultiHeadAttention(16, n_heads, rope=rope, n_kv_heads=n_kv_heads, record_weights=True)
+    written.double().load_state_dict(fused.state_dict())
+    return fused, written
+
+
+@pytest.mark.parametrize("n_kv_heads", [None, 2, 1])
+@pytest.mark.parametrize("rope", [False, True])
+@pytest.mark.parametrize("mask", ["none", "causal", "padding"])
+def test_fused_and_written_out_paths_agree_in_values_and_gradients(n_kv_heads, rope, mask):
+    fused, written = twin_layers(n_kv_heads=n_kv_heads, rope=rope)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 7, 16, generator=g, dtype=torch.float64)
+    masks = {
+        "none": None,
+        "causal": causal_mask(7),
+        "padding": (torch.arange(7) < torch.tensor([7, 4, 1])[:, None])[:, None, None, :],
+    }
+    outputs = []
+    for layer in (fused, written):
+        xi = x.clone().requires_grad_()
+        out = layer(xi, mask=masks[mask])
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outputs.append((out, xi.grad, [p.grad for p in layer.parameters()]))
+    (out_f, grad_f, params_f), (out_w, grad_w, params_w) = outputs
+    torch.testing.assert_close(out_f, out_w, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(grad_f, grad_w, atol=1e-12, rtol=1e-12)
+    for a, b in zip(params_f, params_w, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    assert fused.last_weights is None and written.last_weights.shape == (3, 4, 7, 7)
+
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
+def test_grouped_query_attention_is_multi_head_attention_with_repeated_key_value_heads(
+    n_kv_heads,
+):
+    """Copy the kv heads of a GQA layer, each repeated for its group, into a plain
+    multi-head layer: the two give the same output."""
+    torch.manual_seed(2)
+    gqa = MultiHeadAttention(16, 4, n_kv_heads=n_kv_heads).double()
+    mha = MultiHeadAttention(16, 4).double()
+    group = torch.arange(4) // (4 // n_kv_heads)  # the kv head of each query head
+    d_head = 4
+    with torch.no_grad():
+        for name in ("w_q", "w_o"):
+            getattr(mha, name).load_state_dict(getattr(gqa, name).state_dict())
+        for name in ("w_k", "w_v"):
+            source, target = getattr(gqa, name), getattr(mha, name)
+            target.weight.copy_(source.weight.view(n_kv_heads, d_head, 16)[group].reshape(16, 16))
+            target.bias.copy_(source.bias.view(n_kv_heads, d_head)[group].reshape(16))
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    torch.testing.assert_close(gqa(x, mask=causal_mask(5)), mha(x, mask=causal_mask(5)))
+    assert gqa.w_k.weight.shape == (n_kv_heads * d_head, 16)
+
+
+def test_repeat_kv_repeats_each_head_for_its_group():
+    x = torch.arange(2 * 3 * 1 * 2).view(2, 3, 1, 2).float()
+    out = repeat_kv(x, 2)
+    assert out.shape == (2, 6, 1, 2)
+    for head in range(6):
+        assert torch.equal(out[:, head], x[:, head // 2])
+    assert repeat_kv(x, 1) is x
+    with pytest.raises(ValueError, match="n_rep must be an integer >= 1"):
+        repeat_kv(x, 0)
+
+
+def test_record_attention_turns_recording_on_for_the_block_only():
+    model = torch.nn.Sequential(MultiHeadAttention(8, 2), MultiHeadAttention(8, 2))
+    x = torch.randn(1, 3, 8)
+    with record_attention(model) as layers:
+        for layer in layers:
+            layer(x)
+    assert [layer.last_weights.shape for layer in layers] == [(1, 2, 3, 3)] * 2
+    assert not any(layer.record_weights for layer in model)

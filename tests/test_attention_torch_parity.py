@@ -1,4 +1,4 @@
-"""Parity of llmcourse.attention with PyTorch's own attention, with copied weights.
+"""Parity of llmcourse.modules.attention with PyTorch's own attention, with copied weights.
 
 ``scaled_dot_product_attention`` is compared with ``F.scaled_dot_product_attention``
 (no mask, boolean masks, ``is_causal``), and ``MultiHeadAttention`` with
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmcourse.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from llmcourse.modules import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 
 DTYPE = torch.float64
 
@@ -91,13 +91,14 @@ def load_torch_attention(ours: MultiHeadAttention, theirs: nn.MultiheadAttention
             ours.w_o.bias.copy_(theirs.out_proj.bias)
 
 
-def make_pair(d_model, n_heads, bias, seed=0):
+def make_pair(d_model, n_heads, bias, seed=0, record_weights=True):
     torch.manual_seed(seed)
     theirs = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True).to(DTYPE)
     with torch.no_grad():  # torch starts the biases at 0: make them matter
         for p in theirs.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    ours = MultiHeadAttention(d_model, n_heads, bias=bias).to(DTYPE)
+    ours = MultiHeadAttention(d_model, n_heads, bias=bias, record_weights=record_weights)
+    ours = ours.to(DTYPE)
     load_torch_attention(ours, theirs)
     return ours, theirs
 
@@ -114,10 +115,11 @@ def assert_same_grads(ours, theirs):
         torch.testing.assert_close(ours.w_o.bias.grad, theirs.out_proj.bias.grad)
 
 
+@pytest.mark.parametrize("record_weights", [True, False], ids=["written-out", "fused"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("causal", [False, True])
-def test_self_attention_matches_nn_multihead_attention(bias, causal):
-    ours, theirs = make_pair(12, 3, bias)
+def test_self_attention_matches_nn_multihead_attention(bias, causal, record_weights):
+    ours, theirs = make_pair(12, 3, bias, record_weights=record_weights)
     g = torch.Generator().manual_seed(3)
     x = randn(2, 6, 12, generator=g).requires_grad_()
     mask = causal_mask(6) if causal else None
@@ -126,7 +128,10 @@ def test_self_attention_matches_nn_multihead_attention(bias, causal):
         x, x, x, attn_mask=None if mask is None else ~mask, average_attn_weights=False
     )
     torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(ours.last_weights, expected_weights)
+    if record_weights:
+        torch.testing.assert_close(ours.last_weights, expected_weights)
+    else:
+        assert ours.last_weights is None  # the fused path keeps no (L_q, L_k) weights
     w = randn(*out.shape, generator=g)
     (grad_x,) = torch.autograd.grad((out * w).sum(), x, retain_graph=True)
     (expected_grad_x,) = torch.autograd.grad((expected * w).sum(), x, retain_graph=True)
@@ -136,8 +141,9 @@ def test_self_attention_matches_nn_multihead_attention(bias, causal):
     assert_same_grads(ours, theirs)
 
 
-def test_cross_attention_with_masks_matches_nn_multihead_attention():
-    ours, theirs = make_pair(8, 2, bias=True, seed=1)
+@pytest.mark.parametrize("record_weights", [True, False], ids=["written-out", "fused"])
+def test_cross_attention_with_masks_matches_nn_multihead_attention(record_weights):
+    ours, theirs = make_pair(8, 2, bias=True, seed=1, record_weights=record_weights)
     g = torch.Generator().manual_seed(4)
     x, context = randn(3, 4, 8, generator=g), randn(3, 7, 8, generator=g)
     lengths = torch.tensor([7, 5, 2])
@@ -154,7 +160,8 @@ def test_cross_attention_with_masks_matches_nn_multihead_attention():
         average_attn_weights=False,
     )
     torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(ours.last_weights, expected_weights)
+    if record_weights:
+        torch.testing.assert_close(ours.last_weights, expected_weights)
     (out.sum() + (out**2).sum()).backward()
     (expected.sum() + (expected**2).sum()).backward()
     assert_same_grads(ours, theirs)

@@ -1,4 +1,4 @@
-"""Unit tests for llmcourse.bpe and llmcourse.pretokenize.
+"""Unit tests for llmcourse.text.bpe and llmcourse.text.pretokenize.
 
 The expected merges of the seed's ``the car / the cat / the rat`` example are worked out
 by hand in the comments. The incremental pair counts are checked against a recount
@@ -18,18 +18,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.bpe import (
-    BYTE_ORDER,
-    BYTE_TO_CHAR,
+from llmcourse.data import python_docs
+from llmcourse.text import (
     BPETokenizer,
     PairCounts,
     count_words,
     from_byte_level,
     learn_merges,
+    pretokenize,
+    split_specials,
     to_byte_level,
 )
-from llmcourse.data.prose import python_docs
-from llmcourse.pretokenize import pretokenize, split_specials
+from llmcourse.text.bpe import BYTE_ORDER, BYTE_TO_CHAR
 
 EOT = "<|endoftext|>"
 CAR_CAT_RAT = "the car the cat the rat"

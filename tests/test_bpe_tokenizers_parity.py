@@ -1,4 +1,4 @@
-"""Parity of llmcourse.bpe with Hugging Face ``tokenizers`` (an independent Rust BPE).
+"""Parity of llmcourse.text.bpe with Hugging Face ``tokenizers`` (an independent Rust BPE).
 
 Encoding: our merges and vocabulary are loaded into a ``tokenizers`` BPE model with the
 ByteLevel pre-tokenizer (GPT-2's regex, no prefix space) and decoder, and our special
@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from llmcourse.bpe import BPETokenizer, to_byte_level
-from llmcourse.data.prose import python_docs
+from llmcourse.data import python_docs
+from llmcourse.text import BPETokenizer, to_byte_level
 
 EOT = "<|endoftext|>"
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from llmcourse.training import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def crash_halfway(monkeypatch):

@@ -1,4 +1,4 @@
-"""Parity of llmcourse.decoding's logit transforms with Hugging Face's logits warpers.
+"""Parity of llmcourse.generation's logit transforms with Hugging Face's logits warpers.
 
 ``TemperatureLogitsWarper``, ``TopKLogitsWarper`` and ``TopPLogitsWarper`` (from
 ``transformers``, a test-only dependency; no model is loaded) are an independent
@@ -20,7 +20,7 @@ import torch
 
 hf = pytest.importorskip("transformers.generation.logits_process")
 
-from llmcourse.decoding import (  # noqa: E402
+from llmcourse.generation import (  # noqa: E402
     apply_temperature,
     process_logits,
     top_k_filter,

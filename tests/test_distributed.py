@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmcourse import distributed
+from llmcourse.training import distributed
 
 
 def test_shards_are_equal_consecutive_slices_that_make_up_the_batch():

@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.heads import (
+from llmcourse.models import (
+    BERT,
+    GPT,
     FineTuner,
     SequenceClassificationHead,
     SpanQAHead,
@@ -12,12 +14,12 @@ from llmcourse.heads import (
     align_labels_to_subwords,
     best_span,
     encode_words,
+    load_pretrained,
     pool_hidden,
     span_qa_loss,
 )
-from llmcourse.objectives import IGNORE_INDEX
-from llmcourse.pretrained import load_pretrained
-from llmcourse.transformer import BERT, GPT, TransformerConfig
+from llmcourse.modules import TransformerConfig
+from llmcourse.training import IGNORE_INDEX
 
 
 @pytest.fixture

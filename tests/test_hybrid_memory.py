@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.hybrid_memory import compressed_memory_read, hybrid_attention
-from llmcourse.sparse_attention import sliding_window_mask
+from llmcourse.modules import compressed_memory_read, hybrid_attention, sliding_window_mask
 
 DTYPE = torch.float64
 

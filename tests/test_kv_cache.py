@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmcourse.kv_cache import (
+from llmcourse.modules import (
     GPT2_SMALL,
     GPT2_XL,
     LLAMA2_7B,

@@ -17,10 +17,24 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from llmcourse.attention import KVCache, LayerKVCache, MultiHeadAttention, causal_mask
-from llmcourse.decoding import CachedModel, beam_search, greedy, sample
-from llmcourse.speculative import speculative_greedy, speculative_sample
-from llmcourse.transformer import GPT, NORMS, POSITIONS, TransformerConfig
+from llmcourse.generation import (
+    CachedModel,
+    beam_search,
+    greedy,
+    sample,
+    speculative_greedy,
+    speculative_sample,
+)
+from llmcourse.models import GPT
+from llmcourse.modules import (
+    NORMS,
+    POSITIONS,
+    KVCache,
+    LayerKVCache,
+    MultiHeadAttention,
+    TransformerConfig,
+    causal_mask,
+)
 
 VOCAB = 13
 
@@ -97,7 +111,9 @@ def test_layer_cache_appends_truncates_and_reorders():
 
 def test_layer_cache_validates():
     cache = LayerKVCache()
-    with pytest.raises(ValueError, match=r"k and v must both be \(batch, n_heads, new, d_head\)"):
+    with pytest.raises(
+        ValueError, match=r"k and v must both be \(batch, n_kv_heads, new, d_head\)"
+    ):
         cache.append(torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 6))
     with pytest.raises(ValueError, match="k and v must both be"):
         cache.append(torch.randn(3, 4, 5), torch.randn(3, 4, 5))
@@ -116,19 +132,37 @@ def test_layer_cache_validates():
         KVCache(0)
 
 
+def test_the_cache_writes_in_place_within_its_capacity_and_doubles_beyond_it():
+    cache = LayerKVCache(capacity=6)
+    k = torch.arange(2 * 1 * 4 * 3, dtype=torch.float32).view(2, 1, 4, 3)
+    keys, _ = cache.append(k, -k)
+    buffer = cache._keys.data_ptr()
+    assert cache._keys.shape[2] == 6 and cache.nbytes == 2 * k.numel() * 4
+    keys, values = cache.append(k[:, :, :2], -k[:, :, :2])  # fits: no new buffer
+    assert cache._keys.data_ptr() == buffer and keys.shape == (2, 1, 6, 3)
+    torch.testing.assert_close(keys, torch.cat([k, k[:, :, :2]], dim=2))
+    torch.testing.assert_close(values, -keys)
+    cache.truncate(3)  # a rollback only moves the length; the next append overwrites
+    keys, _ = cache.append(k[:, :, 3:] + 100, k[:, :, 3:])
+    torch.testing.assert_close(keys, torch.cat([k[:, :, :3], k[:, :, 3:] + 100], dim=2))
+    keys, _ = cache.append(k, k)  # 8 > 6 positions: the buffers double, the contents stay
+    assert cache._keys.shape[2] == 12 and keys.shape == (2, 1, 8, 3)
+    torch.testing.assert_close(keys[:, :, 4:], k)
+
+
+@pytest.mark.parametrize("n_kv_heads", [None, 1])
 @pytest.mark.parametrize("rope", [False, True])
-def test_multi_head_attention_with_a_cache_equals_the_causal_pass(rope):
+def test_multi_head_attention_with_a_cache_equals_the_causal_pass(rope, n_kv_heads):
     torch.manual_seed(0)
-    mha = MultiHeadAttention(d_model=8, n_heads=2, rope=rope).double()
+    mha = MultiHeadAttention(d_model=8, n_heads=2, rope=rope, n_kv_heads=n_kv_heads).double()
     x = torch.randn(3, 7, 8, dtype=torch.float64)
     full = mha(x, mask=causal_mask(7))
-    cache = LayerKVCache()
+    cache = LayerKVCache(capacity=7)
     steps = [mha(x[:, :3], mask=causal_mask(3), cache=cache)]
     for t in range(3, 7):
         steps.append(mha(x[:, t : t + 1], mask=causal_mask(1, past=t), cache=cache))
-        assert mha.last_weights.shape == (3, 2, 1, t + 1)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-12)
-    assert cache.keys.shape == (3, 2, 7, 4)
+    assert cache.keys.shape == (3, n_kv_heads or 2, 7, 4)
     with pytest.raises(ValueError, match="a cache holds self-attention keys and values"):
         MultiHeadAttention(8, 2)(x, x, cache=LayerKVCache())
 
@@ -201,11 +235,37 @@ def test_reordering_follows_the_rows(position):
     )
 
 
+@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
+def test_llama_style_cached_logits_equal_the_full_forward(n_kv_heads):
+    model = gpt(
+        n_heads=4, n_kv_heads=n_kv_heads, norm="rms", activation="swiglu", position="rope",
+        bias=False, tie_weights=False, dtype=torch.float64,
+    )  # fmt: skip
+    idx = ids(2, 20)
+    full, cache = model(idx), model.new_cache()
+    steps = [model(idx[:, :6], cache=cache)] + [
+        model(idx[:, t : t + 1], cache=cache) for t in range(6, 20)
+    ]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-12)
+
+
+def test_grouped_query_attention_shrinks_the_cache_by_n_heads_over_n_kv_heads():
+    sizes = {}
+    for n_kv_heads in (4, 2, 1):
+        model = gpt(n_heads=4, n_kv_heads=n_kv_heads)
+        cache = model.new_cache()
+        model(ids(3, 10), cache=cache)
+        # 2 (keys, values) x layers x kv heads x d_head x positions x batch x 4 bytes
+        assert cache.nbytes == 2 * 2 * n_kv_heads * 4 * 10 * 3 * 4
+        sizes[n_kv_heads] = cache.nbytes
+    assert sizes[4] / sizes[2] == 2 and sizes[4] / sizes[1] == 4
+
+
 def test_gpt_cache_errors():
     model = gpt(block_size=8)
     cache = model.new_cache()
     model(ids(2, 6), cache=cache)
-    with pytest.raises(ValueError, match="6 positions and idx adds 3: 9 exceeds block_size 8"):
+    with pytest.raises(ValueError, match="idx has 3 positions; the model reads 1 to 2 after the 6"):
         model(ids(2, 3), cache=cache)
     with pytest.raises(ValueError, match="the cache holds 2 sequences but idx has 1"):
         model(ids(1, 1), cache=cache)
@@ -219,27 +279,11 @@ def test_gpt_cache_errors():
     assert model(ids(2, 2), cache=cache).shape == (2, 2, VOCAB) and cache.length == 8
 
 
-# ------------------------------------------------------------------ GPT.generate
-
-
-@pytest.mark.parametrize("position", POSITIONS)
-@pytest.mark.parametrize("new_tokens", [10, 30])  # 30 runs past block_size (24)
-def test_generate_gives_the_same_tokens_with_and_without_the_cache(position, new_tokens):
-    model = gpt(position=position, scale=4.0)
-    prompt = ids(3, 4)
-    cached = model.generate(prompt, new_tokens, generator=torch.Generator().manual_seed(5))
-    plain = model.generate(
-        prompt, new_tokens, generator=torch.Generator().manual_seed(5), use_cache=False
-    )
-    assert cached.shape == (3, 4 + new_tokens)
-    assert torch.equal(cached, plain)
-
-
-def test_generate_reads_one_token_per_step_until_the_block_is_full():
+def test_sampling_reads_one_token_per_step_until_the_block_is_full():
     model = gpt(block_size=12)
     calls = []
     hook = model.embed.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[1]))
-    model.generate(ids(1, 5), 10)
+    sample(model, ids(1, 5), 10)
     hook.remove()
     # the prompt, then one token per step up to 12 positions, then the cropped window
     assert calls == [5] + [1] * 7 + [12] * 2

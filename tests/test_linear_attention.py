@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.linear_attention import (
+from llmcourse.modules import (
     elu_feature_map,
     linear_attention,
     linear_attention_recurrent,

@@ -1,9 +1,9 @@
-"""Unit tests for llmcourse.neural_lm: the fixed-window neural language model.
+"""Unit tests for llmcourse.classic.neural_lm: the fixed-window neural language model.
 
 The forward pass is checked against a computation written out by hand from the
 model's own weights (one-hot vectors times the embedding matrix, then the two affine
 maps), the parameter formula against ``numel``, the windows against examples worked
-out by hand, and the evaluation conventions against ``llmcourse.ngram``: a window-1
+out by hand, and the evaluation conventions against ``llmcourse.classic.ngram``: a window-1
 model whose weights encode a bigram model scores held-out text exactly as the bigram
 model does.
 """
@@ -16,10 +16,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llmcourse.classic import (
+    FixedWindowLM,
+    NGramLM,
+    cross_entropy,
+    parameter_count,
+    perplexity,
+    windows,
+)
 from llmcourse.data import english_grammar
-from llmcourse.neural_lm import FixedWindowLM, cross_entropy, parameter_count, perplexity, windows
-from llmcourse.ngram import NGramLM
-from llmcourse.tokenize import BOS, EOS, Vocab
+from llmcourse.text import BOS, EOS, Vocab
 from llmcourse.training import train
 
 
@@ -218,7 +224,7 @@ def test_window_one_model_reproduces_a_bigram_model():
 
     Both models must then give the same held-out cross-entropy, which checks that
     the padding, the ``</s>`` targets, the ``<unk>`` mapping and the token count are
-    the same as in ``llmcourse.ngram``.
+    the same as in ``llmcourse.classic.ngram``.
     """
     grammar = english_grammar()
     train_sentences = [s.tokens for s in grammar.generate(300, seed=1)]

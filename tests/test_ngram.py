@@ -1,4 +1,4 @@
-"""Unit tests for llmcourse.ngram: counting, smoothing, perplexity and sampling.
+"""Unit tests for llmcourse.classic.ngram: counting, smoothing, perplexity and sampling.
 
 Most expected values are worked out by hand on the tiny corpus ``TOY`` below; the
 derivations are in the comments. Parity with an independent implementation (nltk.lm) on
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmcourse.classic import NGramLM, ngrams, pad
 from llmcourse.data import english_grammar
-from llmcourse.ngram import NGramLM, ngrams, pad
 
 # Padded for order 2:  <s> a b </s>  |  <s> a c </s>  |  <s> b b </s>
 # word counts: b 3, a 2, c 1;  V = {<unk>, </s>, b, a, c}, |V| = 5

@@ -1,4 +1,4 @@
-"""Parity of llmcourse.ngram.NGramLM with an independent implementation, nltk.lm.
+"""Parity of llmcourse.classic.ngram.NGramLM with an independent implementation, nltk.lm.
 
 Both libraries implement the same estimators -- maximum likelihood, Laplace / Lidstone
 (add-k) and interpolated Kneser-Ney -- so on the same n-gram counts they must give the
@@ -38,9 +38,9 @@ import pytest
 
 nltk_lm = pytest.importorskip("nltk.lm")
 
+from llmcourse.classic import NGramLM  # noqa: E402
 from llmcourse.data import english_grammar, python_docs  # noqa: E402
-from llmcourse.ngram import NGramLM  # noqa: E402
-from llmcourse.tokenize import BOS, EOS, UNK, tokenized_sentences  # noqa: E402
+from llmcourse.text import BOS, EOS, UNK, tokenized_sentences  # noqa: E402
 
 TOL = 1e-12
 ORDERS = (1, 2, 3, 4)

@@ -1,4 +1,4 @@
-"""Unit tests of llmcourse.norms: what LayerNorm and RMSNorm normalise, and their errors."""
+"""Unit tests of llmcourse.modules.norms: what LayerNorm and RMSNorm normalise, and their errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.norms import LayerNorm, RMSNorm
+from llmcourse.modules import LayerNorm, RMSNorm
 
 
 def test_layer_norm_by_hand():

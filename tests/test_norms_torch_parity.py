@@ -1,4 +1,4 @@
-"""Parity of llmcourse.norms with ``torch.nn.LayerNorm`` and ``torch.nn.RMSNorm``.
+"""Parity of llmcourse.modules.norms with ``torch.nn.LayerNorm`` and ``torch.nn.RMSNorm``.
 
 Each pair shares its parameters through ``load_state_dict`` (the names are torch's),
 after a random perturbation so that the gain and the shift matter; outputs and the
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse.norms import LayerNorm, RMSNorm
+from llmcourse.modules import LayerNorm, RMSNorm
 
 DTYPE = torch.float64
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.objectives import (
+from llmcourse.training import (
     IGNORE_INDEX,
     apply_masking,
     corrupt_spans,

@@ -1,6 +1,6 @@
 import pytest
 
-from llmcourse.data.grammar import english_grammar
+from llmcourse.data import english_grammar
 from llmcourse.data.phrases import BIO_TAGS, chunking_examples, phrase_tags, qa_examples
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of llmcourse.positional: the sinusoidal table and its rotation property,
+"""Unit tests of llmcourse.modules.positional: the sinusoidal table and its rotation property,
 rotary embeddings and their relative-position property, and the position modules."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.positional import (
+from llmcourse.modules import (
     LearnedPositions,
     RotaryEmbedding,
     SinusoidalPositions,

@@ -14,30 +14,32 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.bpe import BPETokenizer
-from llmcourse.data.grammar import english_grammar
-from llmcourse.data.prose import python_docs
-from llmcourse.decoding import greedy
-from llmcourse.pretrained import (
-    CARD_FILE,
+from llmcourse.data import (
     EOT,
     EVAL_GRAMMAR_SEED,
     EVAL_GRAMMAR_SENTENCES,
-    MODEL_FILE,
     SPECIAL_TOKENS,
-    TOKENIZER_FILE,
-    WEIGHTS_DIR,
     document_stream,
+    english_grammar,
     evaluation_documents,
     grammar_text,
+    python_docs,
+)
+from llmcourse.generation import greedy
+from llmcourse.models import (
+    CARD_FILE,
+    GPT,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_DIR,
     load_pretrained,
     model_card,
     sha256,
-    stream_loss,
-    unigram_loss,
     validation_losses,
 )
-from llmcourse.transformer import GPT, TransformerConfig
+from llmcourse.modules import TransformerConfig
+from llmcourse.text import BPETokenizer
+from llmcourse.training import stream_loss, unigram_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = WEIGHTS_DIR / "small"

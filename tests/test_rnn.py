@@ -1,4 +1,4 @@
-"""Unit tests of llmcourse.rnn and llmcourse.rnn_models: formulas by hand, shapes,
+"""Unit tests of llmcourse.classic.rnn and llmcourse.classic.rnn_models: formulas by hand, shapes,
 padding, validation, generation, and a short training run.
 
 Agreement with PyTorch's own modules is in test_rnn_torch_parity.py.
@@ -12,17 +12,22 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse.rnn import LSTM, RNN, LSTMCell, RNNCell, from_torch, load_torch_weights
-from llmcourse.rnn_models import (
+from llmcourse.classic import (
+    LSTM,
+    RNN,
+    LSTMCell,
+    RNNCell,
     RNNLanguageModel,
     SequenceClassifier,
     SequenceTagger,
     final_states,
+    from_torch,
+    load_torch_weights,
     mean_pool,
-    pad_batch,
     recurrent_layer,
     sequence_cross_entropy,
 )
+from llmcourse.data import pad_batch
 from llmcourse.training import train
 
 

@@ -1,4 +1,4 @@
-"""Parity of llmcourse.rnn with PyTorch's own recurrent modules, with copied weights.
+"""Parity of llmcourse.classic.rnn with PyTorch's own recurrent modules, with copied weights.
 
 For every configuration we build a ``torch.nn`` module, copy its weights into ours with
 ``from_torch``, run both on the same random input (float64, so that the tolerances can
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from llmcourse.rnn import LSTM, RNN, LSTMCell, RNNCell, from_torch, torch_parameter_name
+from llmcourse.classic import LSTM, RNN, LSTMCell, RNNCell, from_torch, torch_parameter_name
 
 DTYPE = torch.float64
 INPUT, HIDDEN, STEPS, BATCH = 3, 4, 5, 3

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 
-from llmcourse.schedule import lr_at
+from llmcourse.training import lr_at
 
 
 def torch_rates(make_scheduler, lr: float, steps: int) -> list[float]:
@@ -95,8 +95,8 @@ def test_constant_with_warmup_matches_linear_lr():
 @pytest.mark.parametrize(
     ("step", "kwargs", "message"),
     [
-        (0, {}, r"step must be an integer in \[1, steps=10\], got 0"),
-        (11, {}, r"step must be an integer in \[1, steps=10\], got 11"),
+        (-1, {}, "step must be an integer >= 0, got -1"),
+        (True, {}, "step must be an integer >= 0, got True"),
         (1.0, {}, "step must be an integer"),
         (1, {"steps": 0}, "steps must be an integer >= 1, got 0"),
         (1, {"lr": 0.0}, "lr must be > 0, got 0.0"),
@@ -113,3 +113,13 @@ def test_bad_arguments_are_rejected(step, kwargs, message):
     arguments = {"lr": 1.0, "steps": 10} | kwargs
     with pytest.raises(ValueError, match=message):
         lr_at(step, **arguments)
+
+
+def test_every_step_from_zero_on_has_a_rate():
+    cosine = dict(lr=1.0, steps=10, schedule="cosine", warmup_steps=2, min_lr=0.1)
+    assert lr_at(0, **cosine) == 0.0  # the warmup starts from 0
+    assert lr_at(10, **cosine) == pytest.approx(0.1)
+    assert [lr_at(s, **cosine) for s in (11, 50, 10**6)] == [pytest.approx(0.1)] * 3
+    assert lr_at(0, lr=0.3, steps=5) == 0.3  # no warmup: the rate itself
+    assert lr_at(99, lr=0.3, steps=5, warmup_steps=2) == 0.3
+    assert lr_at(7, lr=1.0, steps=4, schedule="cosine", warmup_steps=4) == 1.0

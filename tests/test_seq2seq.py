@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.seq2seq import (
+from llmcourse.classic import (
     BilinearAttention,
     DotAttention,
     Encoder,

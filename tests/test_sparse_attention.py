@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.sparse_attention import (
+from llmcourse.modules import (
     bigbird_mask,
     dilated_mask,
     global_mask,

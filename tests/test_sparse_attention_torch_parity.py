@@ -4,7 +4,7 @@ The reference is ``torch.nn.functional.scaled_dot_product_attention`` with the d
 boolean mask of the same pattern (``attn_mask``, True = may attend): outputs and the
 gradients with respect to ``q``, ``k`` and ``v`` must agree, in float64, for random
 shapes, windows and dilations. The masks also go through the course's own dense
-attention (``llmcourse.attention``), which must agree with PyTorch too.
+attention (``llmcourse.modules.attention``), which must agree with PyTorch too.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.attention import scaled_dot_product_attention
-from llmcourse.sparse_attention import (
+from llmcourse.modules import (
     bigbird_mask,
     dilated_mask,
     longformer_mask,
+    scaled_dot_product_attention,
     sliding_window_attention,
 )
 

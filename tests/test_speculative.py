@@ -1,4 +1,4 @@
-"""Unit tests of llmcourse.speculative: speculative sampling and its greedy variant.
+"""Unit tests of llmcourse.generation.speculative: speculative sampling and its greedy variant.
 
 Exactness is tested two ways. Greedy: the output must be the target's greedy decoding,
 token for token, for random GPTs whose draft differs from the target. Sampling: with a
@@ -19,15 +19,17 @@ import torch
 from tiny_models import Bigram
 from torch import Tensor
 
-from llmcourse.decoding import greedy, process_logits
-from llmcourse.speculative import (
+from llmcourse.generation import (
     acceptance_probability,
+    greedy,
+    process_logits,
     residual_distribution,
     speculative_greedy,
     speculative_sample,
     verify,
 )
-from llmcourse.transformer import GPT, POSITIONS, TransformerConfig
+from llmcourse.models import GPT
+from llmcourse.modules import POSITIONS, TransformerConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

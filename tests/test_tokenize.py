@@ -1,4 +1,4 @@
-"""Tests for llmcourse.tokenize: word, sentence and character tokenization and Vocab."""
+"""Tests for llmcourse.text.words: word, sentence and character tokenization and Vocab."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmcourse.tokenize import (
+from llmcourse.text import (
     BOS,
     EOS,
     PAD,

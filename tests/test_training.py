@@ -13,8 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse.schedule import lr_at
-from llmcourse.training import evaluate, train
+from llmcourse.training import evaluate, lr_at, train
 
 
 def regression_batches(seed: int):
@@ -59,7 +58,11 @@ def test_first_step_matches_a_hand_written_adamw_step():
     history = train(
         model, mse, [batch], steps=1, lr=0.1, weight_decay=0.01, grad_clip=None, progress=False
     )
-    optimizer = torch.optim.AdamW(reference.parameters(), lr=0.1, weight_decay=0.01)
+    groups = [  # weight decay on the matrix only, not on the bias
+        {"params": [reference.weight], "weight_decay": 0.01},
+        {"params": [reference.bias], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=0.1)
     loss = mse(reference, batch)
     loss.backward()
     norm = torch.sqrt(sum((p.grad**2).sum() for p in reference.parameters()))
@@ -370,6 +373,7 @@ def test_the_checkpoint_is_plain_data_with_everything_a_resume_needs(tmp_path):
         "lr": 0.01,
         "weight_decay": 0.0,
         "grad_clip": 1.0,
+        "accumulate": 1,
         "precision": "fp32",
         "world_size": 1,
         "schedule": "cosine",
@@ -378,7 +382,7 @@ def test_the_checkpoint_is_plain_data_with_everything_a_resume_needs(tmp_path):
     }
     for name, tensor in model.state_dict().items():
         assert torch.equal(checkpoint["model"][name], tensor)
-    assert checkpoint["optimizer"]["state"][0]["step"].item() == STEPS
+    assert checkpoint["optimizer"]["state"][0]["step"] == STEPS
     assert len(checkpoint["rng"]) == 1 and set(checkpoint["rng"][0]) == {"torch", "python", "numpy"}
 
 
@@ -572,3 +576,34 @@ def test_bf16_autocast_trains_and_keeps_fp32_parameters():
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert {p.grad.dtype for p in model.parameters()} == {torch.float32}
     assert not torch.is_autocast_enabled("cpu")
+
+
+def test_a_partly_frozen_model_trains_only_its_free_parameters_and_resumes_exactly(tmp_path):
+    """LoRA's situation: most parameters frozen. They stay untouched, are not in the
+    optimizer, and a crashed run resumes to exactly the uninterrupted one."""
+
+    def frozen_model():
+        model = dropout_model()
+        model[0].requires_grad_(False)
+        return model
+
+    reseed(0)
+    reference = frozen_model()
+    frozen_before = [p.clone() for p in reference[0].parameters()]
+    reference_history = train(
+        reference, noisy_loss, classification_batches(), checkpoint_path=tmp_path / "a.pt", **RUN
+    )
+    for p, q in zip(reference[0].parameters(), frozen_before, strict=True):
+        assert torch.equal(p, q)
+    assert len(torch.load(tmp_path / "a.pt", weights_only=True)["optimizer"]["state"]) == 2
+    reseed(0)
+    with pytest.raises(RuntimeError, match="simulated crash at step 6"):
+        train(frozen_model(), crashing_at(6), classification_batches(),
+              checkpoint_path=tmp_path / "b.pt", **RUN)  # fmt: skip
+    reseed(5)
+    model = frozen_model()
+    history = train(
+        model, noisy_loss, classification_batches(), checkpoint_path=tmp_path / "b.pt",
+        resume=True, **RUN,
+    )  # fmt: skip
+    assert_same_run(model, history, reference, reference_history)

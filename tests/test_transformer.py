@@ -1,4 +1,4 @@
-"""Unit tests of llmcourse.transformer: the configuration, blocks, GPT, BERT and T5."""
+"""Unit tests of llmcourse.modules.transformer: the configuration, blocks, GPT, BERT and T5."""
 
 from __future__ import annotations
 
@@ -9,21 +9,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.attention import causal_mask
-from llmcourse.norms import LayerNorm, RMSNorm
-from llmcourse.training import train
-from llmcourse.transformer import (
-    BERT,
-    GPT,
+from llmcourse.data import random_blocks
+from llmcourse.generation import sample
+from llmcourse.models import BERT, GPT, T5, gpt2_config, gpt_parameter_counts, llama_config
+from llmcourse.modules import (
     NORMS,
     POSITIONS,
-    T5,
+    LayerNorm,
+    RMSNorm,
     TransformerBlock,
     TransformerConfig,
-    gpt_parameter_counts,
-    next_token_loss,
-    random_blocks,
+    causal_mask,
+    record_attention,
 )
+from llmcourse.training import next_token_loss, train
 
 
 def config(**changes) -> TransformerConfig:
@@ -51,7 +50,11 @@ def test_config_defaults():
         ({"vocab_size": 0}, "vocab_size must be an integer >= 1, got 0"),
         ({"n_layers": 1.5}, "n_layers must be an integer >= 1"),
         ({"d_model": 18}, r"d_model \(18\) must be divisible by n_heads \(4\)"),
-        ({"d_ff": 0}, "d_ff must be an integer >= 1 or None"),
+        ({"d_ff": 0}, "d_ff must be an integer >= 1, got 0"),
+        ({"n_kv_heads": 3}, r"n_kv_heads \(3\) must divide n_heads \(4\)"),
+        ({"activation": "swish"}, "activation must be one of"),
+        ({"norm_eps": 0.0}, "norm_eps must be a finite number > 0"),
+        ({"rope_theta": 1.0}, "rope_theta must be > 1"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"position": "alibi"}, "position must be one of"),
         ({"norm": "batch"}, "norm must be one of"),
@@ -137,8 +140,10 @@ def test_a_given_mask_replaces_the_causal_mask():
     changed[:, 0] = (x[:, 0] + 1) % 23
     torch.testing.assert_close(model(changed, window)[:, 7], model(x, window)[:, 7])
     assert not torch.allclose(model(changed)[:, 7], model(x)[:, 7])
-    last = model.transformer.blocks[-1].attn.last_weights
-    assert last.shape == (2, 4, 8, 8)
+    with record_attention(model) as layers:
+        model(x, window)
+    assert layers[-1].last_weights.shape == (2, 4, 8, 8)
+    assert (layers[-1].last_weights[..., ~window] == 0).all()
 
 
 def test_dropout_only_while_training():
@@ -181,6 +186,67 @@ def test_parameter_count_formula(position, norm, pre_norm, tie_weights, bias):
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
 
 
+@pytest.mark.parametrize("n_kv_heads", [None, 2, 1])
+@pytest.mark.parametrize("activation", ["gelu", "swiglu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_parameter_count_formula_with_grouped_query_attention_and_swiglu(
+    n_kv_heads, activation, bias
+):
+    c = config(n_kv_heads=n_kv_heads, activation=activation, bias=bias, tie_weights=False)
+    counts = gpt_parameter_counts(c)
+    assert counts["total"] == sum(p.numel() for p in GPT(c).parameters())
+
+
+def test_swiglu_default_width_keeps_the_parameters_of_the_4x_mlp():
+    # 2/3 of 4 d, rounded up to a multiple of 8: three d x f matrices ~ two d x 4d ones
+    for d_model in (16, 64, 128, 768, 4096):
+        c = config(d_model=d_model, n_heads=4, activation="swiglu")
+        assert c.ffn_size % 8 == 0 and 0 <= c.ffn_size - 8 * d_model / 3 < 8
+        assert abs(3 * c.ffn_size - 2 * 4 * d_model) <= 3 * 8
+
+
+def test_llama_config_and_its_exact_parameter_count():
+    # Llama 2 7B: vocab 32000, d 4096, 32 layers, 32 heads, SwiGLU 11008, untied: 6.74 B
+    c = llama_config(32000, 4096, 4096, 32, 32, d_ff=11008)  # 8/3 d rounded up to 256
+    assert (c.position, c.norm, c.activation, c.bias, c.tie_weights) == (
+        "rope", "rms", "swiglu", False, False,
+    )  # fmt: skip
+    assert gpt_parameter_counts(c)["total"] == 6_738_415_616
+    # Llama 2 70B shares each key-value head among 8 query heads (GQA)
+    big = llama_config(32000, 4096, 8192, 64, 80, n_kv_heads=8, d_ff=28672)
+    assert gpt_parameter_counts(big)["total"] == 68_976_648_192
+    small = llama_config(23, 12, 16, 4, 2, n_kv_heads=2)
+    model = GPT(small)
+    assert gpt_parameter_counts(small)["total"] == sum(p.numel() for p in model.parameters())
+    assert model.lm_head.weight is not model.embed.weight
+    assert gpt2_config(23, 12, 16, 4, 2) == config()
+
+
+def test_norm_eps_and_rope_theta_reach_the_layers():
+    model = GPT(config(norm="rms", norm_eps=1e-3, position="rope", rope_theta=500.0))
+    block = model.transformer.blocks[0]
+    assert block.attn_norm.eps == 1e-3 and model.transformer.final_norm.eps == 1e-3
+    assert block.attn.rope.base == 500.0
+    assert GPT(config(norm="rms")).transformer.blocks[0].attn_norm.eps == 1e-6  # its default
+    assert GPT(config()).transformer.blocks[0].attn_norm.eps == 1e-5
+
+
+def test_rope_positions_per_sequence_equal_shifted_sequences():
+    """Left padding with positions counted from each sequence's first real token gives the
+    real tokens the logits of the unpadded sequence."""
+    torch.manual_seed(0)
+    model = GPT(config(position="rope")).double().eval()
+    real = ids(1, 6)
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), real], dim=1)  # 3 pads first
+    keep = torch.tensor([False] * 3 + [True] * 6)
+    mask = causal_mask(9) & keep[None, :] | torch.eye(9, dtype=torch.bool)  # pads see themselves
+    positions = torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4, 5]])
+    logits = model(padded, mask=mask, positions=positions)
+    torch.testing.assert_close(logits[:, 3:], model(real), atol=1e-12, rtol=0)
+    shared = model(padded, mask=mask, positions=positions[0])  # (time,) is the same for all
+    torch.testing.assert_close(shared, logits)
+
+
 def test_parameter_count_of_gpt2_small_and_the_12_l_d2_rule():
     # GPT-2 small: 124,439,808 parameters (vocab 50257, context 1024, d 768, 12 layers)
     c = TransformerConfig(50257, 1024, 768, 12, 12)
@@ -201,40 +267,14 @@ def test_initialisation_follows_gpt2():
     assert (block.attn.w_q.bias == 0).all()
 
 
-def test_generate():
-    torch.manual_seed(0)
-    model = GPT(config())
-    prompt = ids(2, 3)
-    out = model.generate(prompt, 20, generator=torch.Generator().manual_seed(1))
-    assert out.shape == (2, 23) and out.dtype == torch.long
-    assert torch.equal(out[:, :3], prompt) and out.max() < 23
-    again = model.generate(prompt, 20, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(out, again)
-    assert model.training  # the mode is restored
-    # a tiny temperature is greedy decoding
-    model.eval()
-    cold = model.generate(prompt, 5, temperature=1e-6)
-    greedy = prompt
-    for _ in range(5):
-        greedy = torch.cat([greedy, model(greedy)[:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert torch.equal(cold, greedy)
-    assert torch.equal(model.generate(prompt, 0), prompt)
-
-
-def test_generate_errors():
-    model = GPT(config())
-    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 0"):
-        model.generate(ids(1, 2), -1)
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        model.generate(ids(1, 2), 3, temperature=0.0)
-
-
 def test_gpt_input_errors():
     model = GPT(config())
-    with pytest.raises(ValueError, match=r"idx must be a \(batch, time\) long tensor"):
+    with pytest.raises(ValueError, match=r"idx must be a non-empty \(batch, time\) long tensor"):
         model(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=r"idx must be a \(batch, time\) long tensor"):
+    with pytest.raises(ValueError, match=r"idx must be a non-empty \(batch, time\) long tensor"):
         model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="positions apply to rotary models"):
+        model(ids(1, 4), positions=torch.arange(4))
     with pytest.raises(ValueError, match="has 13 positions; the model reads 1 to 12"):
         model(ids(1, 13))
     with pytest.raises(ValueError, match=r"ids must be in \[0, 23\), got 0..23"):
@@ -271,7 +311,9 @@ def test_t5_encoder_decoder():
     logits = model(src, tgt)
     assert logits.shape == (2, 5, 23)
     assert model.lm_head.weight is model.embed.weight
-    assert model.decoder.blocks[0].cross_attn.last_weights.shape == (2, 4, 5, 7)
+    with record_attention(model.decoder.blocks[0].cross_attn) as (cross,):
+        model(src, tgt)
+    assert cross.last_weights.shape == (2, 4, 5, 7)
     # the decoder is causal
     changed = tgt.clone()
     changed[:, 3] = (tgt[:, 3] + 1) % 23
@@ -337,5 +379,5 @@ def test_gpt_learns_a_periodic_sequence():
     finally:
         torch.set_num_threads(threads)
     assert history.train_loss[0] > 1.5 and history.train_loss[-1] < 0.05
-    out = model.generate(torch.tensor([[3]]), 10, generator=torch.Generator().manual_seed(0))
+    out = sample(model, torch.tensor([[3]]), 10, generator=torch.Generator().manual_seed(0))
     assert out[0].tolist() == [3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6]

@@ -1,4 +1,4 @@
-"""Parity of llmcourse.transformer's blocks with ``nn.TransformerEncoderLayer`` and
+"""Parity of llmcourse.modules.transformer's blocks with ``nn.TransformerEncoderLayer`` and
 ``nn.TransformerDecoderLayer``, with copied weights.
 
 torch's layers implement the original Transformer's blocks: post-norm by default,
@@ -14,8 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse.attention import MultiHeadAttention, causal_mask
-from llmcourse.transformer import TransformerBlock, TransformerConfig
+from llmcourse.modules import MultiHeadAttention, TransformerBlock, TransformerConfig, causal_mask
 
 DTYPE = torch.float64
 D_MODEL, HEADS, D_FF = 12, 3, 20

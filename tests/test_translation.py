@@ -20,7 +20,7 @@ from llmcourse.data.translation import (
     translate,
     translation_pairs,
 )
-from llmcourse.tokenize import BOS, EOS, PAD
+from llmcourse.text import BOS, EOS, PAD
 
 
 def test_the_lexicon_translates_exactly_the_grammar_words_one_to_one():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from llmcourse.vit import PatchEmbedding, ViT, patchify, unpatchify
+from llmcourse.models import PatchEmbedding, ViT, patchify, unpatchify
 
 DTYPE = torch.float64
 

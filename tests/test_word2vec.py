@@ -1,4 +1,4 @@
-"""Unit tests for llmcourse.word2vec: skip-gram pairs, both losses, noise, neighbours.
+"""Unit tests for llmcourse.classic.word2vec: skip-gram pairs, both losses, noise, neighbours.
 
 The losses are checked against the formulas computed from the model's own weights
 (``F.cross_entropy`` on ``u . v`` logits, and the sigmoid formula in float64), the
@@ -12,8 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmcourse.training import train
-from llmcourse.word2vec import (
+from llmcourse.classic import (
     SkipGram,
     cosine_similarity_matrix,
     nearest,
@@ -21,6 +20,7 @@ from llmcourse.word2vec import (
     sample_negatives,
     skipgram_pairs,
 )
+from llmcourse.training import train
 
 
 def randomised(vocab_size=9, dim=4, seed=0) -> SkipGram:

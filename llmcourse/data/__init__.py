@@ -1,16 +1,50 @@
-"""Offline, deterministic corpora for the course.
+"""Data: offline corpora and tasks, documents, and batches.
 
-- :func:`python_docs` -- real English prose from the Python documentation that ships
-  with the interpreter, split into train and validation text.
-- :class:`Grammar` and :func:`english_grammar` -- a seeded probabilistic grammar that
-  generates sentences together with their exact log-probability.
-- :mod:`llmcourse.data.labelled` -- agreement and number-tagging tasks from the grammar.
-- :mod:`llmcourse.data.translation` -- "Grammish", a synthetic translation task.
-- :mod:`llmcourse.data.phrases` -- noun-phrase chunks (BIO) and span questions.
-- :mod:`llmcourse.data.stripes` -- small striped images, for the vision transformer.
+- :mod:`.prose` -- real English prose from the Python documentation that ships with the
+  interpreter (:func:`python_docs`), split into train and validation text.
+- :mod:`.grammar` -- a seeded probabilistic grammar (:func:`english_grammar`) that
+  generates sentences with their exact log-probability and entropy.
+- :mod:`.documents` -- the ``<|endoftext|>`` document format of the pretrained models,
+  their reserved special tokens and fixed evaluation documents.
+- :mod:`.batching` -- random windows of a token stream, padded batches.
+- Tasks, imported from their modules: :mod:`.labelled` (agreement, number tagging),
+  :mod:`.translation` ("Grammish"), :mod:`.phrases` (BIO chunks, span questions),
+  :mod:`.stripes` (images for the vision transformer).
 """
 
-from llmcourse.data.grammar import Grammar, Sample, english_grammar
-from llmcourse.data.prose import Split, python_docs
+from llmcourse.data.batching import pad_batch, random_blocks
+from llmcourse.data.documents import (
+    EOT,
+    EVAL_GRAMMAR_SEED,
+    EVAL_GRAMMAR_SENTENCES,
+    SPECIAL_TOKENS,
+    document_stream,
+    evaluation_documents,
+    grammar_text,
+)
+from llmcourse.data.grammar import (
+    END,
+    Grammar,
+    Sample,
+    english_grammar,
+)
+from llmcourse.data.prose import Split, prose_paragraphs, python_docs
 
-__all__ = ["Grammar", "Sample", "Split", "english_grammar", "python_docs"]
+__all__ = [
+    "document_stream",
+    "END",
+    "english_grammar",
+    "EOT",
+    "EVAL_GRAMMAR_SEED",
+    "EVAL_GRAMMAR_SENTENCES",
+    "evaluation_documents",
+    "Grammar",
+    "grammar_text",
+    "pad_batch",
+    "prose_paragraphs",
+    "python_docs",
+    "random_blocks",
+    "Sample",
+    "SPECIAL_TOKENS",
+    "Split",
+]

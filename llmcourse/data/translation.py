@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from llmcourse.data.grammar import english_grammar
-from llmcourse.tokenize import BOS, EOS, PAD, UNK, Vocab
+from llmcourse.text.words import BOS, EOS, PAD, UNK, Vocab
 
 SPECIALS = (PAD, UNK, BOS, EOS)
 

@@ -3,7 +3,7 @@
 Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the points of
 a parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Inputs come from the grammar corpus with a fresh
-seed, and the expected values from ``llmcourse.ngram`` (itself checked against
+seed, and the expected values from ``llmcourse.classic.ngram`` (itself checked against
 ``nltk.lm``) or from hand computation.
 """
 
@@ -18,7 +18,7 @@ import torch
 
 from llmcourse.data import english_grammar
 from llmcourse.grading.expect import expect_float, expect_type
-from llmcourse.ngram import NGramLM
+from llmcourse.classic import NGramLM
 
 NOTEBOOK = "ch01_ngrams"
 GRAMMAR = english_grammar()

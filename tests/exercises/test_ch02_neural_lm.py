@@ -3,8 +3,8 @@
 Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the points of
 a parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Inputs are random ids, sizes and vectors drawn
-from the ``fresh_seed``; the expected values come from ``llmcourse.neural_lm`` and
-``llmcourse.word2vec`` (whose forward passes and losses are checked against hand
+from the ``fresh_seed``; the expected values come from ``llmcourse.classic.neural_lm`` and
+``llmcourse.classic.word2vec`` (whose forward passes and losses are checked against hand
 computations in the package's tests), from ``F.cosine_similarity``, or from formulas
 written out here.
 """
@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from llmcourse.grading.expect import expect_tensor, expect_type
-from llmcourse.neural_lm import FixedWindowLM, windows
-from llmcourse.word2vec import SkipGram
-from llmcourse.word2vec import skipgram_pairs as reference_pairs
+from llmcourse.classic import FixedWindowLM, windows
+from llmcourse.classic import SkipGram
+from llmcourse.classic import skipgram_pairs as reference_pairs
 
 NOTEBOOK = "ch02_neural_lm"
 F32 = {"rtol": 1e-5, "atol": 1e-6}  # float32 sums in another order differ by ~1e-7

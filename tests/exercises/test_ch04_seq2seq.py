@@ -4,7 +4,7 @@ Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the poi
 parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Inputs are random tensors of random sizes drawn
 from the ``fresh_seed``, or translation pairs of the course's synthetic task; the
-expected values come from ``llmcourse.seq2seq`` (itself checked against
+expected values come from ``llmcourse.classic.seq2seq`` (itself checked against
 ``torch.nn.functional.scaled_dot_product_attention``), from
 ``llmcourse.data.translation.make_batch``, or from a computation written out in the test.
 """
@@ -16,7 +16,7 @@ import torch
 
 from llmcourse.data.translation import make_batch, source_vocab, target_vocab, translation_pairs
 from llmcourse.grading.expect import expect_tensor
-from llmcourse.seq2seq import BilinearAttention, DotAttention, masked_softmax
+from llmcourse.classic import BilinearAttention, DotAttention, masked_softmax
 
 NOTEBOOK = "ch04_seq2seq"
 DTYPES = [torch.float32, torch.float64]

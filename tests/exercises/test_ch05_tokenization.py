@@ -4,7 +4,7 @@ Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the poi
 a parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Corpora are drawn with a fresh seed, from the
 grammar's words and from random strings over a few letters (which make many ties), and
-the expected values come from ``llmcourse.bpe`` (itself checked against Hugging Face
+the expected values come from ``llmcourse.text.bpe`` (itself checked against Hugging Face
 ``tokenizers``) or from hand computation.
 """
 
@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from llmcourse.bpe import BPETokenizer, PairCounts, learn_merges, to_byte_level
+from llmcourse.text import BPETokenizer, PairCounts, learn_merges, to_byte_level
 from llmcourse.data import english_grammar
 from llmcourse.grading.expect import expect_type
 

@@ -3,8 +3,8 @@
 Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the points of a
 parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Inputs are random tensors of random sizes drawn
-from the ``fresh_seed``; the expected values come from ``llmcourse.attention``,
-``llmcourse.positional`` and ``llmcourse.transformer`` (themselves checked against
+from the ``fresh_seed``; the expected values come from ``llmcourse.modules.attention``,
+``llmcourse.modules.positional`` and ``llmcourse.modules.transformer`` (themselves checked against
 PyTorch's attention and against published parameter counts), or from hand computations
 written out in the test.
 """
@@ -16,10 +16,11 @@ import math
 import pytest
 import torch
 
-from llmcourse.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from llmcourse.modules import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from llmcourse.grading.expect import expect_tensor, expect_type
-from llmcourse.positional import apply_rope, sinusoidal_encoding
-from llmcourse.transformer import GPT, TransformerConfig, gpt_parameter_counts
+from llmcourse.modules import apply_rope, sinusoidal_encoding
+from llmcourse.models import GPT, gpt_parameter_counts
+from llmcourse.modules import TransformerConfig
 
 NOTEBOOK = "ch06_transformer"
 DTYPES = [torch.float32, torch.float64]

@@ -3,9 +3,9 @@
 Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the points of a
 parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Sizes and tensors are drawn from the
-``fresh_seed``; the expected values come from ``llmcourse.sparse_attention`` (checked
-against masks built by hand), ``llmcourse.linear_attention`` (checked against a naive
-loop), ``llmcourse.kv_cache`` (checked against published numbers),
+``fresh_seed``; the expected values come from ``llmcourse.modules.sparse_attention`` (checked
+against masks built by hand), ``llmcourse.modules.linear_attention`` (checked against a naive
+loop), ``llmcourse.modules.kv_cache`` (checked against published numbers),
 ``torch.nn.functional.unfold``, or a computation written out in the test.
 """
 
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from llmcourse.grading.expect import expect_tensor, expect_type
-from llmcourse.kv_cache import PUBLISHED_MODELS
-from llmcourse.kv_cache import kv_cache_bytes as reference_kv_cache_bytes
-from llmcourse.linear_attention import elu_feature_map, linear_attention
-from llmcourse.sparse_attention import dilated_mask, sliding_window_mask
+from llmcourse.modules import PUBLISHED_MODELS
+from llmcourse.modules import kv_cache_bytes as reference_kv_cache_bytes
+from llmcourse.modules import elu_feature_map, linear_attention
+from llmcourse.modules import dilated_mask, sliding_window_mask
 
 NOTEBOOK = "ch07_efficient_attention"
 DTYPES = [torch.float32, torch.float64]

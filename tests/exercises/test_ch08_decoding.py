@@ -1,10 +1,10 @@
-"""Grading tests for the Chapter 8 exercises (solutions/ch08_decoding.ipynb).
+"""Grading tests for the Chapter 8 exercises (solutions/ch08_generation.ipynb).
 
 Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the points of a
 parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Inputs are drawn from the ``fresh_seed``; the
-expected values come from ``llmcourse.decoding`` (tested for parity with Hugging Face's
-logits warpers), ``llmcourse.speculative`` (tested against hand-computed rounds), or a
+expected values come from ``llmcourse.generation`` (tested for parity with Hugging Face's
+logits warpers), ``llmcourse.generation.speculative`` (tested against hand-computed rounds), or a
 computation written out in the test.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse import decoding, speculative
+from llmcourse import generation
 from llmcourse.grading.expect import expect_float, expect_tensor, expect_type
 
 NOTEBOOK = "ch08_decoding"
@@ -45,7 +45,7 @@ def test_temperature_softmax_matches_reference(student, fresh_seed, dtype):
     for i in range(3):
         logits = random_logits(fresh_seed + i, dtype)
         t = rng.choice([0.1, 0.5, 1.0, 2.0, 7.5])
-        expected = decoding.apply_temperature(logits, t).softmax(-1)
+        expected = generation.apply_temperature(logits, t).softmax(-1)
         got = student.call("temperature_softmax", logits, t)
         expect_tensor(got, expected, **TOLERANCE[dtype], what=f"the distribution at t={t}")
 
@@ -91,7 +91,7 @@ def test_top_k_filter_matches_reference(student, fresh_seed, dtype):
         if i == 2:
             logits = (logits * 2).round() / 2
         k = rng.randint(1, logits.shape[-1] + 3)
-        expected = decoding.top_k_filter(logits, k)
+        expected = generation.top_k_filter(logits, k)
         got = student.call("top_k_filter", logits, k)
         expect_tensor(got, expected, what=f"top-{k} of logits {tuple(logits.shape)}")
 
@@ -131,7 +131,7 @@ def test_top_p_filter_matches_reference(student, fresh_seed, dtype):
     for i in range(3):
         logits = random_logits(fresh_seed + i, dtype)
         p = rng.choice([rng.uniform(0.05, 0.99), 1.0])
-        expected = decoding.top_p_filter(logits, p)
+        expected = generation.top_p_filter(logits, p)
         got = student.call("top_p_filter", logits, p)
         expect_tensor(got, expected, what=f"the nucleus for p={p:.4f}")
 
@@ -215,14 +215,14 @@ def test_beam_search_drops_low_ranked_eos(student):
     table = torch.tensor(
         [[0.05, 0.55, 0.40], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], dtype=torch.float64
     ).log()
-    expected = decoding.beam_search(Bigram(table), torch.tensor([[0]]), 1, 2, 2, 0.0)
+    expected = generation.beam_search(Bigram(table), torch.tensor([[0]]), 1, 2, 2, 0.0)
     assert expected[0].tokens.tolist() == [0, 1, 0]
     got = student.call("beam_search", table, 0, 1, 2, 2, 0.0)
     expect_hypotheses(got, expected, "beam search of width 1 over 2 steps")
 
 
-def _h(tokens: list[int], score: float) -> decoding.Hypothesis:
-    return decoding.Hypothesis(torch.tensor(tokens), score, score, True)
+def _h(tokens: list[int], score: float) -> generation.Hypothesis:
+    return generation.Hypothesis(torch.tensor(tokens), score, score, True)
 
 
 @pytest.mark.exercise(
@@ -240,7 +240,7 @@ def test_beam_search_matches_reference(student, fresh_seed, with_eos):
         start, width, steps = rng.randrange(vocab), rng.randint(1, 4), rng.randint(1, 7)
         eos = rng.randrange(vocab) if with_eos else None
         alpha = rng.choice([0.0, 0.5, 1.0, 2.0])
-        expected = decoding.beam_search(
+        expected = generation.beam_search(
             Bigram(table), torch.tensor([[start]]), width, steps, eos, alpha
         )
         got = student.call("beam_search", table, start, width, steps, eos, alpha)
@@ -263,10 +263,10 @@ def random_round(seed: int, dtype: torch.dtype):
 
 
 def reference_verify(p, q, proposals, uniforms):
-    """The decision of llmcourse.speculative.verify, with the given uniforms."""
+    """The decision of llmcourse.generation.speculative.verify, with the given uniforms."""
     for i, x in enumerate(proposals.tolist()):
         if not uniforms[i] < p[i, x] / q[i, x]:
-            return i, speculative.residual_distribution(p[i], q[i])
+            return i, generation.residual_distribution(p[i], q[i])
     return len(proposals), p[len(proposals)]
 
 

@@ -3,8 +3,8 @@
 Each test carries ``pytest.mark.exercise(answer_id, points, hint=...)``: the points of a
 parametrized test are shared by its cases, and an answer's points add up to those
 announced in the notebook's heading. Inputs are random, drawn from the ``fresh_seed``;
-the expected values come from ``llmcourse.objectives`` (masking, span corruption),
-``llmcourse.heads`` (subword labels, pooling) and ``llmcourse.schedule`` (the
+the expected values come from ``llmcourse.training.objectives`` (masking, span corruption),
+``llmcourse.models.heads`` (subword labels, pooling) and ``llmcourse.training.schedule`` (the
 learning rate), each tested on its own, or from hand computations written out here.
 """
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from llmcourse.grading.expect import expect_float, expect_tensor, expect_type
-from llmcourse.heads import align_labels_to_subwords, pool_hidden
-from llmcourse.objectives import apply_masking, corrupt_spans
-from llmcourse.schedule import lr_at
+from llmcourse.models import align_labels_to_subwords, pool_hidden
+from llmcourse.training import apply_masking, corrupt_spans
+from llmcourse.training import lr_at
 
 NOTEBOOK = "ch09_pretraining"
 

@@ -93,7 +93,7 @@ def test_tests_solutions_and_the_graders_tmp_are_out_of_sight(kernel):
         paths = [str(ROOT / "tests"), str(ROOT / "solutions"), mine.name]
         code = f"import os\nprint([os.path.exists(p) and os.listdir(p) for p in {paths!r}])"
         assert run(kernel, code) == "[[], [], False]"
-    assert run(kernel, "import llmcourse.ngram\nprint('ok')") == "ok"  # still importable
+    assert run(kernel, "import llmcourse.classic.ngram\nprint('ok')") == "ok"  # still importable
 
 
 def test_a_timeout_interrupts_and_the_kernel_lives_on(kernel):

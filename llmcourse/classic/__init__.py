@@ -1,0 +1,111 @@
+"""Language models before the Transformer, built from scratch.
+
+- :mod:`.ngram` -- n-gram models with add-k and Kneser-Ney smoothing (Chapter 1).
+- :mod:`.neural_lm`, :mod:`.word2vec` -- the fixed-window neural LM and skip-gram word
+  vectors (Chapter 2).
+- :mod:`.rnn`, :mod:`.rnn_models` -- RNN and LSTM cells and layers, and the language
+  model, classifier and tagger built on them (Chapter 3).
+- :mod:`.seq2seq` -- a GRU encoder-decoder with dot and bilinear attention (Chapter 4).
+"""
+
+from llmcourse.classic.neural_lm import (
+    FixedWindowLM,
+    cross_entropy,
+    parameter_count,
+    perplexity,
+    windows,
+)
+from llmcourse.classic.ngram import (
+    SMOOTHINGS,
+    NGramLM,
+    ngrams,
+    pad,
+)
+from llmcourse.classic.rnn import (
+    LSTM,
+    NONLINEARITIES,
+    RNN,
+    LSTMCell,
+    RNNCell,
+    check_size,
+    from_torch,
+    load_torch_weights,
+    torch_parameter_name,
+)
+from llmcourse.classic.rnn_models import (
+    CELLS,
+    POOLINGS,
+    RNNLanguageModel,
+    SequenceClassifier,
+    SequenceTagger,
+    final_states,
+    mean_pool,
+    recurrent_layer,
+    sequence_cross_entropy,
+)
+from llmcourse.classic.seq2seq import (
+    ATTENTIONS,
+    BilinearAttention,
+    Decoder,
+    DotAttention,
+    Encoder,
+    Seq2Seq,
+    Seq2SeqConfig,
+    decode_accuracy,
+    masked_softmax,
+    translation_loss,
+)
+from llmcourse.classic.word2vec import (
+    SkipGram,
+    cosine_similarity_matrix,
+    nearest,
+    noise_distribution,
+    sample_negatives,
+    skipgram_pairs,
+)
+
+__all__ = [
+    "ATTENTIONS",
+    "BilinearAttention",
+    "CELLS",
+    "check_size",
+    "cosine_similarity_matrix",
+    "cross_entropy",
+    "decode_accuracy",
+    "Decoder",
+    "DotAttention",
+    "Encoder",
+    "final_states",
+    "FixedWindowLM",
+    "from_torch",
+    "load_torch_weights",
+    "LSTM",
+    "LSTMCell",
+    "masked_softmax",
+    "mean_pool",
+    "nearest",
+    "NGramLM",
+    "ngrams",
+    "noise_distribution",
+    "NONLINEARITIES",
+    "pad",
+    "parameter_count",
+    "perplexity",
+    "POOLINGS",
+    "recurrent_layer",
+    "RNN",
+    "RNNCell",
+    "RNNLanguageModel",
+    "sample_negatives",
+    "Seq2Seq",
+    "Seq2SeqConfig",
+    "sequence_cross_entropy",
+    "SequenceClassifier",
+    "SequenceTagger",
+    "SkipGram",
+    "skipgram_pairs",
+    "SMOOTHINGS",
+    "torch_parameter_name",
+    "translation_loss",
+    "windows",
+]

@@ -1,0 +1,150 @@
+"""Transformer building blocks: each a ``torch.nn`` module or a function on tensors.
+
+- :mod:`.attention` -- scaled dot-product attention (written out, and the fused fast
+  path), masks, multi-head and grouped-query attention.
+- :mod:`.kv_cache` -- the key-value cache of a decoder and the arithmetic of its memory.
+- :mod:`.positional` -- learned, sinusoidal and rotary positions.
+- :mod:`.norms` -- LayerNorm and RMSNorm.
+- :mod:`.feedforward` -- the GELU MLP and SwiGLU.
+- :mod:`.transformer` -- :class:`TransformerConfig`, the block and the stack of blocks.
+- :mod:`.sparse_attention`, :mod:`.linear_attention`, :mod:`.hybrid_memory` -- attention
+  for long inputs (Chapter 7).
+"""
+
+from llmcourse.modules.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    check_mask,
+    check_mask_shape,
+    merge_heads,
+    padding_attention_mask,
+    record_attention,
+    repeat_kv,
+    scaled_dot_product_attention,
+    split_heads,
+)
+from llmcourse.modules.feedforward import (
+    ACTIVATIONS,
+    FeedForward,
+    SwiGLU,
+    silu,
+)
+from llmcourse.modules.hybrid_memory import compressed_memory_read, hybrid_attention
+from llmcourse.modules.kv_cache import (
+    GPT2_SMALL,
+    GPT2_XL,
+    LLAMA2_7B,
+    LLAMA2_13B,
+    LLAMA2_70B,
+    MISTRAL_7B,
+    PUBLISHED_MODELS,
+    KVCache,
+    LayerKVCache,
+    ModelShape,
+    hybrid_cache_bytes,
+    kv_cache_bytes,
+)
+from llmcourse.modules.linear_attention import (
+    elu_feature_map,
+    linear_attention,
+    linear_attention_recurrent,
+    linear_attention_step,
+    linear_attention_weights,
+)
+from llmcourse.modules.norms import LayerNorm, RMSNorm
+from llmcourse.modules.positional import (
+    LearnedPositions,
+    RotaryEmbedding,
+    SinusoidalPositions,
+    apply_rope,
+    frequencies,
+    rope_angles,
+    rotate_pairs,
+    sinusoidal_encoding,
+    sinusoidal_shift,
+)
+from llmcourse.modules.sparse_attention import (
+    bigbird_mask,
+    dilated_mask,
+    global_mask,
+    longformer_mask,
+    random_mask,
+    reachable,
+    sliding_window_attention,
+    sliding_window_mask,
+)
+from llmcourse.modules.transformer import (
+    FEED_FORWARDS,
+    NORMS,
+    POSITIONS,
+    TransformerBlock,
+    TransformerConfig,
+    TransformerStack,
+    make_attention,
+    make_feed_forward,
+    make_norm,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "apply_rope",
+    "bigbird_mask",
+    "causal_mask",
+    "check_mask",
+    "check_mask_shape",
+    "compressed_memory_read",
+    "dilated_mask",
+    "elu_feature_map",
+    "FEED_FORWARDS",
+    "FeedForward",
+    "frequencies",
+    "global_mask",
+    "GPT2_SMALL",
+    "GPT2_XL",
+    "hybrid_attention",
+    "hybrid_cache_bytes",
+    "kv_cache_bytes",
+    "KVCache",
+    "LayerKVCache",
+    "LayerNorm",
+    "LearnedPositions",
+    "linear_attention",
+    "linear_attention_recurrent",
+    "linear_attention_step",
+    "linear_attention_weights",
+    "LLAMA2_13B",
+    "LLAMA2_70B",
+    "LLAMA2_7B",
+    "longformer_mask",
+    "make_attention",
+    "make_feed_forward",
+    "make_norm",
+    "merge_heads",
+    "MISTRAL_7B",
+    "ModelShape",
+    "MultiHeadAttention",
+    "NORMS",
+    "padding_attention_mask",
+    "POSITIONS",
+    "PUBLISHED_MODELS",
+    "random_mask",
+    "reachable",
+    "record_attention",
+    "repeat_kv",
+    "RMSNorm",
+    "rope_angles",
+    "RotaryEmbedding",
+    "rotate_pairs",
+    "scaled_dot_product_attention",
+    "silu",
+    "sinusoidal_encoding",
+    "sinusoidal_shift",
+    "SinusoidalPositions",
+    "sliding_window_attention",
+    "sliding_window_mask",
+    "split_heads",
+    "SwiGLU",
+    "TransformerBlock",
+    "TransformerConfig",
+    "TransformerStack",
+]

@@ -1,0 +1,57 @@
+"""Text to tokens: word and character tokenization, pre-tokenization and byte-level BPE.
+
+- :mod:`.words` -- lower-cased words, sentences, characters and a :class:`Vocab`
+  (Chapters 1 to 4).
+- :mod:`.pretokenize` -- GPT-2's pattern that cuts text into the pieces BPE merges within.
+- :mod:`.bpe` -- byte-level byte-pair encoding: training, encoding, decoding, saving.
+"""
+
+from llmcourse.text.bpe import (
+    BPETokenizer,
+    PairCounts,
+    count_words,
+    from_byte_level,
+    learn_merges,
+    to_byte_level,
+    utf8,
+)
+from llmcourse.text.pretokenize import (
+    GPT2_PATTERN,
+    check_specials,
+    pretokenize,
+    split_specials,
+)
+from llmcourse.text.words import (
+    BOS,
+    EOS,
+    PAD,
+    UNK,
+    Vocab,
+    char_tokenize,
+    split_sentences,
+    tokenized_sentences,
+    word_tokenize,
+)
+
+__all__ = [
+    "BOS",
+    "BPETokenizer",
+    "char_tokenize",
+    "check_specials",
+    "count_words",
+    "EOS",
+    "from_byte_level",
+    "GPT2_PATTERN",
+    "learn_merges",
+    "PAD",
+    "PairCounts",
+    "pretokenize",
+    "split_sentences",
+    "split_specials",
+    "to_byte_level",
+    "tokenized_sentences",
+    "UNK",
+    "utf8",
+    "Vocab",
+    "word_tokenize",
+]

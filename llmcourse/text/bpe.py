@@ -1,0 +1,441 @@
+"""Byte-level byte-pair encoding (BPE): training, encoding, decoding, saving.
+
+BPE (Gage, 1994; Sennrich et al., 2016) builds a vocabulary of subwords by starting from
+single symbols and repeatedly adding the most frequent pair of adjacent symbols as a new
+symbol, a *merge*. Byte-level BPE (GPT-2; Radford et al., 2019) starts from the 256
+bytes, so that every string has an encoding and no token is ever unknown.
+
+**Encoding** ``text -> ids``: cut out the special tokens (never split or merged), cut the
+rest into pre-tokens with GPT-2's pattern (:mod:`llmcourse.text.pretokenize`), and for each
+pre-token start from its UTF-8 bytes and apply merges, always the adjacent pair with the
+lowest merge rank first (the leftmost one among equals), until no pair of the merge list
+is left. This is the same as replaying the merges in the order they were learned,
+because a merge can only create pairs that were learned after it (GPT-2 and Hugging Face
+``tokenizers`` encode the same way). Results are cached per pre-token.
+
+**Decoding** ``ids -> text``: concatenate the tokens' bytes and decode them as UTF-8. For
+any ``str`` ``s`` without lone surrogates, ``decode(encode(s)) == s``. A lone surrogate
+(``"\\ud800"``, which Python strings allow) has no UTF-8 encoding: encoding it raises a
+``ValueError`` that names it. A list of ids that cuts a character's bytes apart decodes
+with U+FFFD replacement characters (:meth:`BPETokenizer.decode_bytes` gives the bytes).
+
+**Ids**: 0-255 are the single bytes in the order of GPT-2's vocabulary, which is the
+order of their printable stand-ins (:data:`BYTE_TO_CHAR`): ``!`` to ``~``, ``¡`` to ``¬``,
+``®`` to ``ÿ``, then the 68 bytes that have no visible glyph (space, control characters)
+mapped to ``Ā``, ``ā``, ... (space is ``Ġ``, newline ``Ċ``). Then come the merged tokens in
+the order training created them, and last the special tokens.
+
+**Training** counts the pre-tokens of the text once, then keeps for every adjacent pair
+its count over the corpus and the set of words that contain it. A merge rewrites only the
+words that contain its pair and updates only the counts of the pairs it touched; the
+corpus is never recounted. The pair to merge is the most frequent; **ties** go to the pair
+whose left token has the smallest id, then whose right token has the smallest id. This is
+the rule of Hugging Face's ``BpeTrainer`` with the same byte order, so both learn the same
+merges (``tests/test_bpe_tokenizers_parity.py``). Should two different pairs spell the same
+string (``"a" + "bc"`` and ``"ab" + "c"``), the later merge is recorded but adds no token,
+as in that trainer.
+Because training is greedy, the merges for a smaller vocabulary are a prefix of those for
+a larger one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import operator
+import os
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from itertools import pairwise
+
+from llmcourse.text.pretokenize import check_specials, pretokenize, split_specials
+
+FORMAT, VERSION = "llmcourse-bpe", 1
+CACHE_SIZE = 100_000  # pre-tokens whose encoding is remembered before the cache is cleared
+
+
+def _byte_to_char() -> list[str]:
+    # GPT-2's printable stand-ins: visible Latin-1 characters stand for themselves, the
+    # other bytes for chr(256), chr(257), ... in byte order.
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    visible += range(ord("®"), ord("ÿ") + 1)
+    chars, hidden = {b: chr(b) for b in visible}, 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + hidden)
+            hidden += 1
+    return [chars[b] for b in range(256)]
+
+
+BYTE_TO_CHAR: list[str] = _byte_to_char()
+"""``BYTE_TO_CHAR[b]``: the printable character that stands for byte ``b`` in token strings."""
+CHAR_TO_BYTE: dict[str, int] = {c: b for b, c in enumerate(BYTE_TO_CHAR)}
+BYTE_ORDER: list[int] = sorted(range(256), key=lambda b: ord(BYTE_TO_CHAR[b]))
+"""The bytes in id order: token ``i < 256`` is ``bytes([BYTE_ORDER[i]])``."""
+_BYTE_ID: list[int] = [BYTE_ORDER.index(b) for b in range(256)]
+
+
+def to_byte_level(data: bytes) -> str:
+    """The printable spelling of bytes used in token strings: ``b" the"`` -> ``"Ġthe"``."""
+    if not isinstance(data, bytes | bytearray):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    return "".join(BYTE_TO_CHAR[b] for b in data)
+
+
+def from_byte_level(chars: str) -> bytes:
+    """The inverse of :func:`to_byte_level`; raises ``ValueError`` for a foreign character."""
+    try:
+        return bytes(CHAR_TO_BYTE[c] for c in chars)
+    except KeyError as error:
+        raise ValueError(f"{error.args[0]!r} is not a byte-level character") from None
+
+
+def utf8(text: str) -> bytes:
+    """The UTF-8 bytes of ``text``; a clear ``ValueError`` for a lone surrogate."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        char = text[error.start]
+        raise ValueError(
+            f"text has a lone surrogate {char!r} (U+{ord(char):04X}) at index {error.start}, "
+            "which has no UTF-8 encoding, so it cannot be tokenized"
+        ) from None
+
+
+def _check_texts(texts: Iterable[str]) -> Iterable[str]:
+    if isinstance(texts, str):
+        raise TypeError(
+            "texts must be an iterable of strings (e.g. a list of paragraphs), not a str"
+        )
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
+        yield text
+
+
+def count_words(texts: Iterable[str], specials: Collection[str] = ()) -> Counter[bytes]:
+    """The UTF-8 bytes of every pre-token of ``texts``, with their counts.
+
+    Each text is pre-tokenized separately; occurrences of ``specials`` are cut out
+    first and not counted, so training never merges into a special token.
+    """
+    specials = check_specials(specials)
+    counts: Counter[bytes] = Counter()
+    for text in _check_texts(texts):
+        utf8(text)  # a lone surrogate is an error that names its place in the text
+        for piece, is_special in split_specials(text, specials):
+            if not is_special:
+                counts.update(word.encode() for word in pretokenize(piece))
+    return counts
+
+
+def _merge_word(word: list[int], a: int, b: int, new: int) -> list[int]:
+    """``word`` with every occurrence of ``a b`` replaced by ``new``, left to right."""
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
+            out.append(new)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return out
+
+
+class PairCounts:
+    """The counts of adjacent token pairs in a corpus of words, kept up to date by merges.
+
+    Args:
+        words: each word as a list of token ids (it is modified in place by merges).
+        freqs: how often each word occurs.
+
+    Attributes:
+        counts: ``(left id, right id) -> sum over words of freq * occurrences`` (only
+            positive counts are kept; overlapping occurrences, as in ``a a a``, count
+            twice, as when counting from scratch).
+        where: ``pair -> indices of the words that contain it`` (or contained it: a
+            word may stay listed after a merge removed the pair from it).
+    """
+
+    def __init__(self, words: list[list[int]], freqs: list[int]) -> None:
+        if len(words) != len(freqs):
+            raise ValueError(f"got {len(words)} words but {len(freqs)} counts")
+        self.words, self.freqs = words, freqs
+        self.counts: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
+        for w, (word, freq) in enumerate(zip(words, freqs, strict=True)):
+            for pair in pairwise(word):
+                self.counts[pair] += freq
+                self.where[pair].add(w)
+        # A max-heap by count, then smallest ids. An entry is stale when its count is not
+        # the pair's current count: a fresh entry is pushed whenever a count changes.
+        self._heap = [(-count, a, b) for (a, b), count in self.counts.items()]
+        heapq.heapify(self._heap)
+
+    def most_frequent(self) -> tuple[int, int] | None:
+        """The pair with the highest count, ties to the smallest ids; None if none is left."""
+        while self._heap:
+            negative_count, a, b = self._heap[0]
+            if self.counts.get((a, b)) == -negative_count:
+                return a, b
+            heapq.heappop(self._heap)
+        return None
+
+    def merge(self, pair: tuple[int, int], new: int) -> None:
+        """Replace ``pair`` by the token ``new`` in every word that contains it.
+
+        Only those words are rewritten, and only the counts of the pairs they lose or
+        gain change.
+        """
+        a, b = pair
+        delta: defaultdict[tuple[int, int], int] = defaultdict(int)
+        for w in self.where.pop(pair, ()):
+            old = self.words[w]
+            merged = _merge_word(old, a, b, new)
+            if len(merged) == len(old):
+                continue  # an earlier merge took the pair out of this word
+            for p in pairwise(old):
+                delta[p] -= self.freqs[w]
+            for p in pairwise(merged):
+                delta[p] += self.freqs[w]
+                self.where[p].add(w)
+            self.words[w] = merged
+        for p, change in delta.items():
+            if change:
+                self.counts[p] += change
+                if self.counts[p] > 0:
+                    heapq.heappush(self._heap, (-self.counts[p], *p))
+                else:
+                    del self.counts[p]
+                    self.where.pop(p, None)
+
+
+def learn_merges(word_counts: Mapping[bytes, int], vocab_size: int) -> list[tuple[bytes, bytes]]:
+    """Learn BPE merges from word counts until the vocabulary has ``vocab_size`` tokens.
+
+    Args:
+        word_counts: each word's UTF-8 bytes (a pre-token) and how often it occurs.
+        vocab_size: the number of tokens to reach, the 256 bytes included (>= 256).
+            Training stops earlier when no adjacent pair is left.
+
+    Returns:
+        The merges in the order they were learned, each a pair of tokens as bytes.
+    """
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 256:
+        raise ValueError(f"vocab_size must be an integer >= 256 (the bytes), got {vocab_size!r}")
+    for word, freq in word_counts.items():
+        if not isinstance(word, bytes) or not word:
+            raise ValueError(f"every word must be non-empty bytes, got {word!r}")
+        if not isinstance(freq, int) or isinstance(freq, bool) or freq < 1:
+            raise ValueError(f"every count must be an integer >= 1, got {freq!r} for {word!r}")
+    tokens = [bytes([b]) for b in BYTE_ORDER]
+    ids = {token: i for i, token in enumerate(tokens)}
+    pairs = PairCounts(
+        [[_BYTE_ID[b] for b in word] for word in word_counts], list(word_counts.values())
+    )
+    merges = []
+    while len(tokens) < vocab_size and (best := pairs.most_frequent()) is not None:
+        a, b = best
+        merged = tokens[a] + tokens[b]
+        if merged not in ids:  # (as in Hugging Face's trainer, a repeated spelling adds no token)
+            ids[merged] = len(tokens)
+            tokens.append(merged)
+        merges.append((tokens[a], tokens[b]))
+        pairs.merge(best, ids[merged])
+    return merges
+
+
+class BPETokenizer:
+    """A byte-level BPE tokenizer: a list of merges and a list of special tokens.
+
+    Args:
+        merges: pairs of tokens (bytes), in rank order; each token of a pair must be a
+            byte or the result of an earlier merge. The vocabulary is the 256 bytes,
+            then each merge's result that is new, then the special tokens.
+        specials: special tokens such as ``"<|endoftext|>"``: never split, never merged.
+
+    Use :meth:`train` to learn the merges from text, :meth:`save` and :meth:`load` to
+    keep them. See the module docstring for the algorithm, the ids and the tie-breaking.
+
+    Example:
+        >>> tok = BPETokenizer.train(["the car the cat the rat"] * 2, vocab_size=260)
+        >>> [tok.token(i) for i in tok.encode("the cat")]
+        ['the', 'Ġc', 'at']
+        >>> tok.decode(tok.encode("the cat, 今天 🙂"))
+        'the cat, 今天 🙂'
+    """
+
+    def __init__(
+        self, merges: Sequence[tuple[bytes, bytes]] = (), specials: Sequence[str] = ()
+    ) -> None:
+        self.vocab: list[bytes] = [bytes([b]) for b in BYTE_ORDER]
+        self._ids: dict[bytes, int] = {token: i for i, token in enumerate(self.vocab)}
+        # (left id, right id) -> (rank, id of the result), the first rank if a pair repeats
+        self._ranks: dict[tuple[int, int], tuple[int, int]] = {}
+        for rank, merge in enumerate(merges):
+            if not (isinstance(merge, tuple | list) and len(merge) == 2):
+                raise ValueError(f"merge {rank} must be a pair of bytes, got {merge!r}")
+            for part in merge:
+                if not isinstance(part, bytes) or part not in self._ids:
+                    raise ValueError(
+                        f"merge {rank} {merge!r}: {part!r} is neither a byte nor the result "
+                        "of an earlier merge"
+                    )
+            left, right = merge
+            result = left + right
+            if result not in self._ids:
+                self._ids[result] = len(self.vocab)
+                self.vocab.append(result)
+            pair = (self._ids[left], self._ids[right])
+            self._ranks.setdefault(pair, (rank, self._ids[result]))
+        self.merges: list[tuple[bytes, bytes]] = [(left, right) for left, right in merges]
+        self.specials: dict[str, int] = {
+            s: len(self.vocab) + i for i, s in enumerate(check_specials(specials))
+        }
+        for special in self.specials:
+            utf8(special)
+        self._special_bytes = {i: utf8(s) for s, i in self.specials.items()}
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def train(
+        cls, texts: Iterable[str], vocab_size: int, specials: Sequence[str] = ()
+    ) -> BPETokenizer:
+        """Learn merges from ``texts`` until the vocabulary has ``vocab_size`` tokens.
+
+        Args:
+            texts: training texts (e.g. paragraphs); each is pre-tokenized separately.
+            vocab_size: all tokens, the 256 bytes and the special tokens included; so
+                ``vocab_size >= 256 + len(specials)``. Training ends earlier if no pair
+                of adjacent tokens is left.
+            specials: special tokens; their occurrences in ``texts`` are not trained on.
+        """
+        specials = check_specials(specials)
+        minimum = 256 + len(specials)
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < minimum:
+            raise ValueError(
+                f"vocab_size must be an integer >= 256 + {len(specials)} special tokens "
+                f"= {minimum}, got {vocab_size!r}"
+            )
+        merges = learn_merges(count_words(texts, specials), vocab_size - len(specials))
+        return cls(merges, specials)
+
+    def __len__(self) -> int:
+        """The number of tokens: bytes, merged tokens and special tokens."""
+        return len(self.vocab) + len(self.specials)
+
+    def __repr__(self) -> str:
+        specials = list(self.specials)
+        return f"BPETokenizer({len(self)} tokens, {len(self.merges)} merges, specials={specials})"
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_word(self, word: str) -> list[int]:
+        """The ids of one pre-token: its bytes, merged lowest rank (then leftmost) first."""
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        symbols = [_BYTE_ID[b] for b in word.encode()]
+        ranks = self._ranks
+        while len(symbols) > 1:
+            best = None  # (rank, position, new id)
+            for i in range(len(symbols) - 1):
+                found = ranks.get((symbols[i], symbols[i + 1]))
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = (found[0], i, found[1])
+            if best is None:
+                break
+            _, i, new = best
+            symbols[i : i + 2] = [new]
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[word] = symbols
+        return symbols
+
+    def encode(self, text: str, specials: bool = True) -> list[int]:
+        """The token ids of ``text``.
+
+        Args:
+            text: any ``str`` without lone surrogates.
+            specials: if True, every occurrence of a special token's string becomes its
+                id; if False, those strings are encoded as ordinary text (use this for
+                untrusted text that must not inject special tokens).
+
+        Raises:
+            ValueError: ``text`` contains a lone surrogate.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        utf8(text)  # a lone surrogate is an error that names its place in the text
+        ids: list[int] = []
+        for piece, is_special in split_specials(text, self.specials if specials else ()):
+            if is_special:
+                ids.append(self.specials[piece])
+            else:
+                for word in pretokenize(piece):
+                    ids.extend(self._encode_word(word))
+        return ids
+
+    # ------------------------------------------------------------------ decoding
+    def _bytes_of(self, i: int) -> bytes:
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"token ids must be integers, got {i!r}") from None
+        if 0 <= i < len(self.vocab):
+            return self.vocab[i]
+        if i in self._special_bytes:
+            return self._special_bytes[i]
+        raise ValueError(f"token id {i} is outside the vocabulary of {len(self)} tokens")
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The concatenated bytes of the tokens (special tokens as their UTF-8 strings)."""
+        return b"".join(self._bytes_of(i) for i in ids)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of the tokens; bytes that are not valid UTF-8 become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token(self, i: int) -> str:
+        """Token ``i`` spelled as in GPT-2's vocabulary files: ``"Ġthe"``, ``"<|endoftext|>"``."""
+        if i in self._special_bytes:
+            return self._special_bytes[i].decode("utf-8")
+        return to_byte_level(self._bytes_of(i))
+
+    # ---------------------------------------------------------------- save, load
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as human-readable JSON (token strings as in :meth:`token`)."""
+        data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "specials": list(self.specials),
+            "vocab": [to_byte_level(token) for token in self.vocab],
+            "merges": [f"{to_byte_level(a)} {to_byte_level(b)}" for a, b in self.merges],
+        }
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump(data, file, ensure_ascii=False, indent=1)
+            file.write("\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BPETokenizer:
+        """Read a tokenizer written by :meth:`save`.
+
+        Raises:
+            ValueError: the file is not such a tokenizer, or its vocabulary does not
+                match its merges.
+        """
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{os.fspath(path)} is not an {FORMAT} file")
+        if data.get("version") != VERSION:
+            raise ValueError(f"unsupported {FORMAT} version {data.get('version')!r}")
+        merges = []
+        for line in data["merges"]:
+            parts = line.split(" ")
+            if len(parts) != 2:
+                raise ValueError(f"a merge must be two tokens separated by a space, got {line!r}")
+            merges.append((from_byte_level(parts[0]), from_byte_level(parts[1])))
+        tokenizer = cls(merges, data["specials"])
+        if [to_byte_level(token) for token in tokenizer.vocab] != data["vocab"]:
+            raise ValueError(f"the vocab in {os.fspath(path)} does not match its merges")
+        return tokenizer
