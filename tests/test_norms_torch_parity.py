@@ -11,9 +11,21 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse.modules import LayerNorm, RMSNorm
+from llmcourse.modules import LayerNorm, RMSNorm, layer_norm, rms_norm
 
 DTYPE = torch.float64
+
+
+class WrittenOutLayerNorm(LayerNorm):
+    """The module's parameters, with the formula written out instead of the fused kernel."""
+
+    def forward(self, x):
+        return layer_norm(x, self.weight, self.bias, self.eps)
+
+
+class WrittenOutRMSNorm(RMSNorm):
+    def forward(self, x):
+        return rms_norm(x, self.weight, self.eps)
 
 
 def compare(ours: nn.Module, theirs: nn.Module, shape: tuple[int, ...]) -> None:
@@ -36,21 +48,23 @@ def compare(ours: nn.Module, theirs: nn.Module, shape: tuple[int, ...]) -> None:
         torch.testing.assert_close(p.grad, theirs_params[name].grad, msg=name)
 
 
+@pytest.mark.parametrize("ours", [LayerNorm, WrittenOutLayerNorm], ids=["fused", "written-out"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("eps", [1e-5, 1e-2])
 @pytest.mark.parametrize("shape", [(7,), (2, 5, 7)])
-def test_layer_norm_matches_torch(bias, eps, shape):
+def test_layer_norm_matches_torch(ours, bias, eps, shape):
     torch.manual_seed(0)
     theirs = nn.LayerNorm(7, eps=eps, bias=bias).to(DTYPE)
-    compare(LayerNorm(7, eps=eps, bias=bias).to(DTYPE), theirs, shape)
+    compare(ours(7, eps=eps, bias=bias).to(DTYPE), theirs, shape)
 
 
+@pytest.mark.parametrize("ours", [RMSNorm, WrittenOutRMSNorm], ids=["fused", "written-out"])
 @pytest.mark.parametrize("eps", [1e-6, 1e-2])
 @pytest.mark.parametrize("shape", [(7,), (2, 5, 7)])
-def test_rms_norm_matches_torch(eps, shape):
+def test_rms_norm_matches_torch(ours, eps, shape):
     torch.manual_seed(0)
     theirs = nn.RMSNorm(7, eps=eps).to(DTYPE)
-    compare(RMSNorm(7, eps=eps).to(DTYPE), theirs, shape)
+    compare(ours(7, eps=eps).to(DTYPE), theirs, shape)
 
 
 def test_default_eps_matches_torch_layer_norm():

@@ -44,7 +44,7 @@ def test_without_noise_the_stripes_are_constant_along_their_direction():
     [
         ({"n": 0}, "n must be an integer >= 1, got 0"),
         ({"n": 2, "size": 1}, "size must be an integer >= 2, got 1"),
-        ({"n": 2, "noise": -1.0}, "noise must be >= 0, got -1.0"),
+        ({"n": 2, "noise": -1.0}, "noise must be a finite number >= 0, got -1.0"),
     ],
 )
 def test_validation(kwargs, message):

@@ -27,11 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+from llmcourse.checks import check_int
 
 
 def parameter_count(vocab_size: int, window: int, embed_dim: int, hidden_dim: int) -> int:
@@ -40,9 +36,10 @@ def parameter_count(vocab_size: int, window: int, embed_dim: int, hidden_dim: in
     ``|V| d`` (embeddings, shared by all positions) ``+ h (window d) + h`` (``W``, ``b1``)
     ``+ |V| h + |V|`` (``U``, ``b2``).
     """
-    _check_positive(
-        vocab_size=vocab_size, window=window, embed_dim=embed_dim, hidden_dim=hidden_dim
-    )
+    check_int("vocab_size", vocab_size)
+    check_int("window", window)
+    check_int("embed_dim", embed_dim)
+    check_int("hidden_dim", hidden_dim)
     v, d, h = vocab_size, embed_dim, hidden_dim
     return v * d + h * window * d + h + v * h + v
 
@@ -64,9 +61,10 @@ class FixedWindowLM(nn.Module):
 
     def __init__(self, vocab_size: int, window: int, embed_dim: int, hidden_dim: int) -> None:
         super().__init__()
-        _check_positive(
-            vocab_size=vocab_size, window=window, embed_dim=embed_dim, hidden_dim=hidden_dim
-        )
+        check_int("vocab_size", vocab_size)
+        check_int("window", window)
+        check_int("embed_dim", embed_dim)
+        check_int("hidden_dim", hidden_dim)
         self.vocab_size, self.window = vocab_size, window
         self.embedding = nn.Embedding(vocab_size, embed_dim)  # E: (|V|, d)
         self.hidden = nn.Linear(window * embed_dim, hidden_dim)  # W: (h, window d), b1: (h,)
@@ -110,7 +108,7 @@ def windows(
         ``contexts`` of shape ``(N, window)`` and ``targets`` of shape ``(N,)``, both
         ``torch.long``, with ``N = sum(L + 1)``.
     """
-    _check_positive(window=window)
+    check_int("window", window)
     if isinstance(sentences, torch.Tensor) or any(isinstance(s, str) for s in sentences):
         raise TypeError("sentences must be a list of lists of ids, e.g. [[4, 9, 2], [7, 5]]")
     contexts, targets = [], []
@@ -137,7 +135,7 @@ def cross_entropy(
     The same quantity as :meth:`llmcourse.classic.ngram.NGramLM.cross_entropy`, for a model
     whose ids come from a vocabulary with the same words.
     """
-    _check_positive(batch_size=batch_size)
+    check_int("batch_size", batch_size)
     contexts, targets = windows(sentences, model.window, bos_id, eos_id)
     if len(targets) == 0:
         raise ValueError("cannot evaluate on an empty corpus")

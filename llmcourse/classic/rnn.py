@@ -34,17 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmcourse.checks import on_host
+from llmcourse.checks import check_int, on_host
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
 State = tuple[Tensor, ...]  # (h,) for an RNN, (h, c) for an LSTM
-
-
-def check_size(name: str, value: object) -> None:
-    """Raise a ValueError unless ``value`` is an integer >= 1."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 # ------------------------------------------------------------------------------- cells
@@ -62,8 +56,8 @@ class _Cell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
-        check_size("input_size", input_size)
-        check_size("hidden_size", hidden_size)
+        check_int("input_size", input_size)
+        check_int("hidden_size", hidden_size)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         rows = self.num_gates * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
@@ -216,9 +210,9 @@ class _Recurrent(nn.Module):
         input_size: int, hidden_size: int, num_layers: int, bidirectional: bool
     ) -> list[int]:
         """The input size of the cells of each layer, one entry per cell."""
-        check_size("input_size", input_size)
-        check_size("hidden_size", hidden_size)
-        check_size("num_layers", num_layers)
+        check_int("input_size", input_size)
+        check_int("hidden_size", hidden_size)
+        check_int("num_layers", num_layers)
         directions = 2 if bidirectional else 1
         sizes = [input_size] + [directions * hidden_size] * (num_layers - 1)
         return [size for size in sizes for _ in range(directions)]

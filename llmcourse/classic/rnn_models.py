@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmcourse.classic.rnn import LSTM, RNN, check_size
+from llmcourse.checks import check_int
+from llmcourse.classic.rnn import LSTM, RNN
 
 CELLS = ("rnn", "lstm")
 POOLINGS = ("last", "mean")
@@ -99,8 +100,8 @@ class RNNLanguageModel(nn.Module):
         num_layers: int = 1,
     ) -> None:
         super().__init__()
-        check_size("vocab_size", vocab_size)
-        check_size("embedding_dim", embedding_dim)
+        check_int("vocab_size", vocab_size)
+        check_int("embedding_dim", embedding_dim)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.rnn = recurrent_layer(cell, embedding_dim, hidden_size, num_layers)
         self.output = nn.Linear(hidden_size, vocab_size)
@@ -178,8 +179,8 @@ class SequenceClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         for name, value in [("vocab_size", vocab_size), ("embedding_dim", embedding_dim)]:
-            check_size(name, value)
-        check_size("num_classes", num_classes)
+            check_int(name, value)
+        check_int("num_classes", num_classes)
         self.pooling, self.bidirectional = pooling, bidirectional
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.rnn = recurrent_layer(cell, embedding_dim, hidden_size, bidirectional=bidirectional)
@@ -217,8 +218,8 @@ class SequenceTagger(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in [("vocab_size", vocab_size), ("embedding_dim", embedding_dim)]:
-            check_size(name, value)
-        check_size("num_tags", num_tags)
+            check_int(name, value)
+        check_int("num_tags", num_tags)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.rnn = recurrent_layer(cell, embedding_dim, hidden_size, num_layers, bidirectional)
         self.output = nn.Linear((2 if bidirectional else 1) * hidden_size, num_tags)

@@ -28,11 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+from llmcourse.checks import check_int
 
 
 def skipgram_pairs(
@@ -56,7 +52,7 @@ def skipgram_pairs(
         >>> list(zip(centers.tolist(), contexts.tolist()))
         [(7, 8), (8, 7), (8, 9), (9, 8)]
     """
-    _check_positive(window=window)
+    check_int("window", window)
     if isinstance(sentences, torch.Tensor) or any(isinstance(s, str) for s in sentences):
         raise TypeError("sentences must be a list of lists of ids, e.g. [[4, 9, 2], [7, 5]]")
     offsets = [j for j in range(-window, window + 1) if j != 0]
@@ -118,7 +114,8 @@ class SkipGram(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int) -> None:
         super().__init__()
-        _check_positive(vocab_size=vocab_size, dim=dim)
+        check_int("vocab_size", vocab_size)
+        check_int("dim", dim)
         self.center = nn.Embedding(vocab_size, dim)  # v_w, one row per word: (V, d)
         self.context = nn.Embedding(vocab_size, dim)  # u_w: (V, d)
         nn.init.uniform_(self.center.weight, -0.5 / dim, 0.5 / dim)
@@ -195,7 +192,7 @@ def nearest(vectors: torch.Tensor, query: int, k: int = 5) -> tuple[list[int], l
     n = vectors.shape[0]
     if not isinstance(query, int) or isinstance(query, bool) or not 0 <= query < n:
         raise ValueError(f"query must be an id in [0, {n}), got {query!r}")
-    _check_positive(k=k)
+    check_int("k", k)
     if k > n - 1:
         raise ValueError(f"k must be at most V - 1 = {n - 1}, got {k}")
     unit = F.normalize(vectors.double(), dim=1)

@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from llmcourse.checks import check_int, check_non_negative
+
 ORIENTATIONS = ("horizontal", "vertical", "diagonal", "anti-diagonal")
 
 
@@ -36,11 +38,9 @@ def stripe_images(
         ``images: (n, 1, size, size)`` float32 and ``labels: (n,)`` long in ``0..3``
         (an index into :data:`ORIENTATIONS`), balanced up to chance.
     """
-    for name, value, minimum in (("n", n, 1), ("size", size, 2)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    check_int("n", n)
+    check_int("size", size, minimum=2)
+    check_non_negative("noise", noise)
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, len(ORIENTATIONS), (n,), generator=g)
     period = torch.empty(n, 1, 1).uniform_(3.0, 8.0, generator=g)

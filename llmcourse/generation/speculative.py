@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from llmcourse.checks import check_token_ids
+from llmcourse.checks import check_int, check_token_ids
 from llmcourse.generation.generate import CachedModel, context_size, eval_no_grad
 from llmcourse.generation.sampling import check_sampling_args, process_logits
 
@@ -159,9 +159,8 @@ def _check_speculative_args(
             f"speculative decoding decodes one sequence: idx must be (1, time), "
             f"got {tuple(idx.shape)}"
         )
-    for name, value, minimum in (("max_new_tokens", max_new_tokens, 0), ("gamma", gamma, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    check_int("max_new_tokens", max_new_tokens, minimum=0)
+    check_int("gamma", gamma)
     window = context_size(target)
     if window is not None and idx.shape[1] + max_new_tokens > window:
         raise ValueError(

@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmcourse.checks import check_int
 from llmcourse.modules.transformer import TransformerBlock, TransformerConfig, make_norm
 
 
 def _check_patch_size(height: int, width: int, patch_size: int) -> None:
-    if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
-        raise ValueError(f"patch_size must be an integer >= 1, got {patch_size!r}")
+    check_int("patch_size", patch_size)
     if height % patch_size or width % patch_size:
         raise ValueError(
             f"the image size ({height} x {width}) must be a multiple of patch_size ({patch_size})"
@@ -87,9 +87,8 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
         _check_patch_size(height, width, patch_size)
-        for name, value in (("in_channels", in_channels), ("d_model", d_model)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int("in_channels", in_channels)
+        check_int("d_model", d_model)
         self.image_size, self.patch_size, self.in_channels = (
             (height, width),
             patch_size,

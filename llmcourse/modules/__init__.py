@@ -51,7 +51,12 @@ from llmcourse.modules.linear_attention import (
     linear_attention_step,
     linear_attention_weights,
 )
-from llmcourse.modules.norms import LayerNorm, RMSNorm
+from llmcourse.modules.norms import (
+    LayerNorm,
+    RMSNorm,
+    layer_norm,
+    rms_norm,
+)
 from llmcourse.modules.positional import (
     LearnedPositions,
     RotaryEmbedding,
@@ -105,6 +110,7 @@ __all__ = [
     "hybrid_cache_bytes",
     "kv_cache_bytes",
     "KVCache",
+    "layer_norm",
     "LayerKVCache",
     "LayerNorm",
     "LearnedPositions",
@@ -131,6 +137,7 @@ __all__ = [
     "reachable",
     "record_attention",
     "repeat_kv",
+    "rms_norm",
     "RMSNorm",
     "rope_angles",
     "RotaryEmbedding",

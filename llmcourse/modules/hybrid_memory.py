@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from llmcourse.checks import check_int
 from llmcourse.modules.linear_attention import FeatureMap, elu_feature_map
 from llmcourse.modules.sparse_attention import sliding_window_attention
 
@@ -50,8 +51,7 @@ def compressed_memory_read(
         ``(read, has_memory)``: ``read (..., n, d_v)`` (0 where the memory is empty) and
         ``has_memory (n,)`` bool, True for ``i >= window``.
     """
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    check_int("window", window)
     if q.ndim < 2 or q.shape != k.shape or k.shape[:-1] != v.shape[:-1]:
         raise ValueError(
             "expected q and k (..., n, d_k) of one shape and v (..., n, d_v), got "

@@ -27,11 +27,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from llmcourse.checks import check_int, check_int_in
+
 
 def _check_sizes(n_positions: int, d_model: int) -> None:
-    for name, value in (("n_positions", n_positions), ("d_model", d_model)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_int("n_positions", n_positions)
+    check_int("d_model", d_model)
     if d_model % 2:
         raise ValueError(f"d_model must be even (coordinates come in pairs), got {d_model}")
 
@@ -149,8 +150,7 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, d: int, base: float = 10000.0, max_positions: int = 0) -> None:
         super().__init__()
         _check_sizes(1, d)
-        if not isinstance(max_positions, int) or max_positions < 0:
-            raise ValueError(f"max_positions must be an integer >= 0, got {max_positions!r}")
+        check_int("max_positions", max_positions, minimum=0)
         frequencies(d, base)  # validates base
         self.d, self.base, self.max_positions = d, base, max_positions
         cos, sin = rope_angles(torch.arange(max_positions), d, base)
@@ -182,8 +182,7 @@ class _AbsolutePositions(nn.Module):
     def forward(self, length: int) -> Tensor:
         """``length`` -> ``(length, d_model)``, the vectors of positions ``0 .. length - 1``."""
         n_positions = self.table.shape[0]
-        if not isinstance(length, int) or not 1 <= length <= n_positions:
-            raise ValueError(f"length must be an integer in [1, {n_positions}], got {length!r}")
+        check_int_in("length", length, 1, n_positions)
         return self.table[:length]
 
 
@@ -192,9 +191,8 @@ class LearnedPositions(_AbsolutePositions):
 
     def __init__(self, n_positions: int, d_model: int) -> None:
         super().__init__()
-        for name, value in (("n_positions", n_positions), ("d_model", d_model)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int("n_positions", n_positions)
+        check_int("d_model", d_model)
         self.table = nn.Parameter(0.02 * torch.randn(n_positions, d_model))
 
 

@@ -33,15 +33,12 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-
-def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+from llmcourse.checks import check_int
 
 
 def _distances(n: int) -> torch.Tensor:
     """``(n, n)`` long: ``i - j``, the distance from query ``i`` back to key ``j``."""
-    _check_positive("n", n)
+    check_int("n", n)
     positions = torch.arange(n)
     return positions.unsqueeze(1) - positions.unsqueeze(0)
 
@@ -76,8 +73,8 @@ def dilated_mask(n: int, window: int, dilation: int, causal: bool = True) -> tor
         >>> dilated_mask(5, 2, 2).int().tolist()
         [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 1, 0, 1]]
     """
-    _check_positive("window", window)
-    _check_positive("dilation", dilation)
+    check_int("window", window)
+    check_int("dilation", dilation)
     distance = _distances(n)
     if not causal:
         distance = distance.abs()
@@ -107,7 +104,7 @@ def global_mask(n: int, global_tokens: Iterable[int], causal: bool = True) -> to
         ``(n, n)`` bool. Alone it leaves the other pairs (even the diagonal) False:
         combine it with a local pattern, ``sliding_window_mask(...) | global_mask(...)``.
     """
-    _check_positive("n", n)
+    check_int("n", n)
     rows = torch.zeros(n, dtype=torch.bool)
     rows[_positions(n, global_tokens, "global_tokens")] = True
     mask = rows.unsqueeze(1) | rows.unsqueeze(0)
@@ -124,8 +121,8 @@ def random_mask(
     Returns:
         ``(n, n)`` bool with ``n_random`` True per row (fewer in the first causal rows).
     """
-    _check_positive("n", n)
-    _check_positive("n_random", n_random)
+    check_int("n", n)
+    check_int("n_random", n_random)
     scores = torch.rand(n, n, generator=generator)
     if causal:
         scores = scores.masked_fill(_distances(n) < 0, -1.0)  # never among the top keys
@@ -171,7 +168,7 @@ def reachable(mask: torch.Tensor, n_layers: int) -> torch.Tensor:
     """
     if mask.dtype != torch.bool or mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
         raise ValueError(f"mask must be a square bool matrix, got {mask.dtype} {tuple(mask.shape)}")
-    _check_positive("n_layers", n_layers)
+    check_int("n_layers", n_layers)
     step = (mask | torch.eye(mask.shape[0], dtype=torch.bool)).float()
     reach = step
     for _ in range(n_layers - 1):
@@ -206,8 +203,8 @@ def sliding_window_attention(
     Returns:
         ``(..., n, d_v)`` attention output.
     """
-    _check_positive("window", window)
-    _check_positive("dilation", dilation)
+    check_int("window", window)
+    check_int("dilation", dilation)
     if q.ndim < 2 or q.shape != k.shape or k.shape[:-1] != v.shape[:-1]:
         raise ValueError(
             "expected q and k (..., n, d_k) of one shape and v (..., n, d_v), got "
