@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from llmcourse.modules import (
     MultiHeadAttention,
     causal_mask,
+    fused_attention,
     merge_heads,
     record_attention,
     repeat_kv,
@@ -332,3 +333,19 @@ def test_record_attention_turns_recording_on_for_the_block_only():
             layer(x)
     assert [layer.last_weights.shape for layer in layers] == [(1, 2, 3, 3)] * 2
     assert not any(layer.record_weights for layer in model)
+
+
+def test_under_bf16_autocast_the_fused_attention_runs_in_fp32_and_returns_bf16():
+    fused, written = twin_layers()
+    fused.float(), written.float()
+    x = torch.randn(2, 6, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_fused, out_written = fused(x, mask=causal_mask(6)), written(x, mask=causal_mask(6))
+    assert out_fused.dtype == out_written.dtype == torch.bfloat16
+    torch.testing.assert_close(out_fused.float(), out_written.float(), atol=2e-2, rtol=2e-2)
+    q = torch.randn(2, 4, 6, 4).bfloat16()
+    direct = torch.nn.functional.scaled_dot_product_attention(q.float(), q.float(), q.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(
+            fused_attention(q, q, q, None, 0.0, False), direct.bfloat16(), atol=0, rtol=0
+        )

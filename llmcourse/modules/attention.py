@@ -204,6 +204,28 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
 
 
+def fused_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, gqa: bool
+) -> Tensor:
+    """``F.scaled_dot_product_attention`` on ``(batch, heads, L, d_head)`` queries and
+    ``(batch, kv_heads, L_k, d_head)`` keys and values (``gqa``: fewer kv heads).
+
+    On the CPU, PyTorch's fused attention kernel is more than twice as slow in bfloat16 as
+    in float32 (its backward pass most of all; ``benchmarks/training_throughput.py``
+    measures it), so under bf16 autocast the attention itself runs in float32 and its
+    output returns to bfloat16: the matrix products around it keep bf16's speed.
+    """
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
+            out = F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout, enable_gqa=gqa
+            )
+        return out.to(torch.bfloat16)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout, enable_gqa=gqa
+    )
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head (or grouped-query) attention: project, split into heads, attend,
     concatenate, project.
@@ -329,10 +351,7 @@ class MultiHeadAttention(nn.Module):
             heads, weights = _attend(q, k, v, mask, dropout)
             self.last_weights = weights.detach()
         else:
-            heads = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout,
-                enable_gqa=self.n_kv_heads != self.n_heads,
-            )  # fmt: skip
+            heads = fused_attention(q, k, v, mask, dropout, self.n_kv_heads != self.n_heads)
         return self.w_o(merge_heads(heads))
 
     def extra_repr(self) -> str:
