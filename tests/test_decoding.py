@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from tiny_models import Bigram
+from tiny_models import Bigram, chi_square_p_value, random_gpt
 from torch import Tensor, nn
 
 from llmcourse.generation import (
@@ -28,7 +28,7 @@ from llmcourse.generation import (
     top_p_filter,
 )
 from llmcourse.models import GPT
-from llmcourse.modules import POSITIONS, TransformerConfig
+from llmcourse.modules import POSITIONS
 
 INF = math.inf
 
@@ -37,23 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gpt(seed: int = 0, **changes) -> GPT:
-    torch.manual_seed(seed)
-    base = dict(vocab_size=13, block_size=16, d_model=16, n_heads=2, n_layers=2)
-    model = GPT(TransformerConfig(**{**base, **changes}))
-    for p in model.parameters():  # larger weights than GPT-2's init: peaked, varied outputs
-        p.data.mul_(8.0)
-    return model
-
-
-def chi_square_p_value(counts: Tensor, probs: Tensor) -> float:
-    """Pearson's chi-square test of observed ``counts`` against ``probs`` (cells with
-    probability 0 must be empty); the p-value from the regularised upper gamma function."""
-    counts, probs = counts.double().flatten(), probs.double().flatten()
-    assert (counts[probs == 0] == 0).all()
-    expected = counts.sum() * probs[probs > 0]
-    stat = ((counts[probs > 0] - expected) ** 2 / expected).sum()
-    dof = torch.tensor((probs > 0).sum().item() - 1.0, dtype=torch.float64)
-    return torch.special.gammaincc(dof / 2, stat / 2).item()
+    return random_gpt(seed, scale=8.0, **(dict(vocab_size=13, block_size=16) | changes))
 
 
 # ------------------------------------------------------------------ temperature

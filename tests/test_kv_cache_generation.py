@@ -15,6 +15,7 @@ import itertools
 
 import pytest
 import torch
+from tiny_models import random_gpt
 from torch import Tensor, nn
 
 from llmcourse.generation import (
@@ -32,7 +33,6 @@ from llmcourse.modules import (
     KVCache,
     LayerKVCache,
     MultiHeadAttention,
-    TransformerConfig,
     causal_mask,
 )
 
@@ -43,14 +43,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gpt(seed: int = 0, scale: float = 1.0, dtype=torch.float32, **changes) -> GPT:
-    """A random GPT in eval mode; ``scale`` > 1 makes its distributions peaked and varied."""
-    torch.manual_seed(seed)
-    base = dict(vocab_size=VOCAB, block_size=24, d_model=16, n_heads=2, n_layers=2)
-    model = GPT(TransformerConfig(**{**base, **changes})).to(dtype).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(scale)
-    return model
+    """A random GPT in eval mode (see tiny_models.random_gpt)."""
+    config = dict(vocab_size=VOCAB, block_size=24) | changes
+    return random_gpt(seed, scale, **config).to(dtype).eval()
 
 
 def ids(batch: int, time: int, seed: int = 1) -> Tensor:

@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from tiny_models import Bigram
+from tiny_models import Bigram, chi_square_p_value, random_gpt
 from torch import Tensor
 
 from llmcourse.generation import (
@@ -29,28 +29,13 @@ from llmcourse.generation import (
     verify,
 )
 from llmcourse.models import GPT
-from llmcourse.modules import POSITIONS, TransformerConfig
+from llmcourse.modules import POSITIONS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gpt(seed: int, scale: float = 8.0, **changes) -> GPT:
-    torch.manual_seed(seed)
-    base = dict(vocab_size=11, block_size=40, d_model=16, n_heads=2, n_layers=2)
-    model = GPT(TransformerConfig(**{**base, **changes}))
-    for p in model.parameters():  # peaked, varied outputs rather than GPT-2's near-uniform
-        p.data.mul_(scale)
-    return model
-
-
-def chi_square_p_value(counts: Tensor, probs: Tensor) -> float:
-    """Pearson's chi-square test of ``counts`` against ``probs`` (zero cells must be empty)."""
-    counts, probs = counts.double().flatten(), probs.double().flatten()
-    assert (counts[probs == 0] == 0).all()
-    expected = counts.sum() * probs[probs > 0]
-    stat = ((counts[probs > 0] - expected) ** 2 / expected).sum()
-    dof = torch.tensor((probs > 0).sum().item() - 1.0, dtype=torch.float64)
-    return torch.special.gammaincc(dof / 2, stat / 2).item()
+    return random_gpt(seed, scale, **(dict(vocab_size=11, block_size=40) | changes))
 
 
 # ------------------------------------------------------------------ the pieces

@@ -71,6 +71,7 @@ from llmcourse.modules.positional import (
 )
 from llmcourse.modules.sparse_attention import (
     bigbird_mask,
+    check_self_attention_qkv,
     dilated_mask,
     global_mask,
     longformer_mask,
@@ -98,6 +99,7 @@ __all__ = [
     "causal_mask",
     "check_mask",
     "check_mask_shape",
+    "check_self_attention_qkv",
     "compressed_memory_read",
     "dilated_mask",
     "elu_feature_map",

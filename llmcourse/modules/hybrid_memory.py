@@ -27,7 +27,7 @@ import torch
 
 from llmcourse.checks import check_int
 from llmcourse.modules.linear_attention import FeatureMap, elu_feature_map
-from llmcourse.modules.sparse_attention import sliding_window_attention
+from llmcourse.modules.sparse_attention import check_self_attention_qkv, sliding_window_attention
 
 
 def compressed_memory_read(
@@ -52,11 +52,7 @@ def compressed_memory_read(
         ``has_memory (n,)`` bool, True for ``i >= window``.
     """
     check_int("window", window)
-    if q.ndim < 2 or q.shape != k.shape or k.shape[:-1] != v.shape[:-1]:
-        raise ValueError(
-            "expected q and k (..., n, d_k) of one shape and v (..., n, d_v), got "
-            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
-        )
+    check_self_attention_qkv(q, k, v)
     n = q.shape[-2]
     phi_q, phi_k = feature_map(q), feature_map(k)
     mu = torch.einsum("...nd,...ne->...nde", phi_k, v).cumsum(dim=-3)  # mu_j, sums to j

@@ -176,6 +176,16 @@ def reachable(mask: torch.Tensor, n_layers: int) -> torch.Tensor:
     return reach > 0
 
 
+def check_self_attention_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Raise unless ``q`` and ``k`` are ``(..., n, d_k)`` of one shape and ``v`` is
+    ``(..., n, d_v)``: the queries, keys and values of one sequence attending to itself."""
+    if q.ndim < 2 or q.shape != k.shape or k.shape[:-1] != v.shape[:-1]:
+        raise ValueError(
+            "expected q and k (..., n, d_k) of one shape and v (..., n, d_v), got "
+            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+
+
 def sliding_window_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -205,11 +215,7 @@ def sliding_window_attention(
     """
     check_int("window", window)
     check_int("dilation", dilation)
-    if q.ndim < 2 or q.shape != k.shape or k.shape[:-1] != v.shape[:-1]:
-        raise ValueError(
-            "expected q and k (..., n, d_k) of one shape and v (..., n, d_v), got "
-            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
-        )
+    check_self_attention_qkv(q, k, v)
     n = q.shape[-2]
     reach = (window - 1) * dilation  # the furthest key on each allowed side
     left, right = reach, (0 if causal else reach)
