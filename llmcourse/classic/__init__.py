@@ -27,10 +27,8 @@ from llmcourse.classic.rnn import (
     RNN,
     LSTMCell,
     RNNCell,
-    from_torch,
-    load_torch_weights,
-    torch_parameter_name,
 )
+from llmcourse.classic.rnn_interop import from_torch, load_torch_weights, torch_parameter_name
 from llmcourse.classic.rnn_models import (
     CELLS,
     POOLINGS,
