@@ -28,9 +28,21 @@ from llmcourse.data.grammar import (
     Sample,
     english_grammar,
 )
+from llmcourse.data.lm_corpora import (
+    IGNORE,
+    SEPARATOR,
+    CharacterCorpus,
+    GrammarEvalSet,
+    grammar_batches,
+    grammar_eval_set,
+    grammar_vocabulary,
+    prose_characters,
+    sentence_loss,
+)
 from llmcourse.data.prose import Split, prose_paragraphs, python_docs
 
 __all__ = [
+    "CharacterCorpus",
     "document_stream",
     "END",
     "english_grammar",
@@ -39,12 +51,20 @@ __all__ = [
     "EVAL_GRAMMAR_SENTENCES",
     "evaluation_documents",
     "Grammar",
+    "grammar_batches",
+    "grammar_eval_set",
     "grammar_text",
+    "grammar_vocabulary",
+    "GrammarEvalSet",
+    "IGNORE",
     "pad_batch",
+    "prose_characters",
     "prose_paragraphs",
     "python_docs",
     "random_blocks",
     "Sample",
+    "sentence_loss",
+    "SEPARATOR",
     "SPECIAL_TOKENS",
     "Split",
 ]

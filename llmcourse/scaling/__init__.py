@@ -1,0 +1,1 @@
+"""Scaling laws: counting parameters and FLOPs, sweeps of runs, and the fits of Chapter 10."""
