@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         "llmcourse-scaling-sweep" + ("-tiny" if args.tiny else "") + ".jsonl"
     )
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start, revision = time.perf_counter(), git_revision()  # the code that runs the grid
     runs = grid(args.tiny)
     done = [json.loads(line) for line in work.read_text().splitlines()] if work.exists() else []
     finished = {key(r["group"], r) for r in done}
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "format": 1,
         "recipe": "recipes/scaling_sweep.py" + (" --tiny" if args.tiny else ""),
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "software": {"python": platform.python_version(), "torch": torch.__version__},
         "settings": {
             "batch_size": BATCH_SIZE,

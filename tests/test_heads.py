@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llmcourse.data import IGNORE_INDEX
 from llmcourse.models import (
     BERT,
     GPT,
@@ -19,7 +20,6 @@ from llmcourse.models import (
     span_qa_loss,
 )
 from llmcourse.modules import TransformerConfig
-from llmcourse.training import IGNORE_INDEX
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llmcourse.data import IGNORE_INDEX
 from llmcourse.training import (
-    IGNORE_INDEX,
     apply_masking,
     corrupt_spans,
     fill_spans,

@@ -12,7 +12,7 @@
   :mod:`.stripes` (images for the vision transformer).
 """
 
-from llmcourse.data.batching import pad_batch, random_blocks
+from llmcourse.data.batching import IGNORE_INDEX, pad_batch, random_blocks
 from llmcourse.data.documents import (
     EOT,
     EVAL_GRAMMAR_SEED,
@@ -29,7 +29,6 @@ from llmcourse.data.grammar import (
     english_grammar,
 )
 from llmcourse.data.lm_corpora import (
-    IGNORE,
     SEPARATOR,
     CharacterCorpus,
     GrammarEvalSet,
@@ -56,7 +55,7 @@ __all__ = [
     "grammar_text",
     "grammar_vocabulary",
     "GrammarEvalSet",
-    "IGNORE",
+    "IGNORE_INDEX",
     "pad_batch",
     "prose_characters",
     "prose_paragraphs",

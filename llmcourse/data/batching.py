@@ -5,6 +5,8 @@
   next-token prediction (GPT-style pretraining, Chapters 6 to 10).
 - :func:`pad_batch`: sequences of different lengths right-padded into one tensor, with
   their true lengths (the recurrent models of Chapter 3, classification and tagging).
+
+Targets that carry no loss (padding, unselected positions) are :data:`IGNORE_INDEX`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import torch
 from torch import Tensor
 
 from llmcourse.checks import check_int, check_token_ids
+
+IGNORE_INDEX = -100
+"""The target of positions that carry no loss (``F.cross_entropy``'s default ``ignore_index``)."""
 
 
 def random_blocks(

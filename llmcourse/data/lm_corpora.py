@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmcourse.checks import check_int
+from llmcourse.data.batching import IGNORE_INDEX
 from llmcourse.data.grammar import Grammar, english_grammar
 from llmcourse.data.prose import python_docs
 from llmcourse.text.words import EOS, UNK, Vocab, char_tokenize
@@ -37,8 +38,6 @@ from llmcourse.text.words import EOS, UNK, Vocab, char_tokenize
 SEPARATOR = EOS
 """The token before every sentence of a grammar stream, ``</s>``."""
 
-IGNORE = -100
-"""The target of padding in :class:`GrammarEvalSet` (``F.cross_entropy``'s ``ignore_index``)."""
 
 
 def grammar_vocabulary(grammar: Grammar | None = None) -> Vocab:
@@ -86,7 +85,8 @@ class GrammarEvalSet:
 
     Attributes:
         inputs: ``(n, length)`` long, ``</s> w_1 .. w_k`` then ``</s>`` padding.
-        targets: ``(n, length)`` long, ``w_1 .. w_k </s>`` then :data:`IGNORE`.
+        targets: ``(n, length)`` long, ``w_1 .. w_k </s>`` then
+            :data:`~llmcourse.data.batching.IGNORE_INDEX`.
         floor: the sentences' exact negative log-probability (nats) per predicted token.
     """
 
@@ -106,7 +106,7 @@ def grammar_eval_set(n: int, seed: int, max_length: int = 64) -> GrammarEvalSet:
     length = max(len(s.tokens) for s in sentences) + 1
     separator = vocab.stoi[SEPARATOR]
     inputs = torch.full((len(sentences), length), separator, dtype=torch.long)
-    targets = torch.full((len(sentences), length), IGNORE, dtype=torch.long)
+    targets = torch.full((len(sentences), length), IGNORE_INDEX, dtype=torch.long)
     for row, sentence in enumerate(sentences):
         ids = vocab.encode(sentence.tokens)
         inputs[row, 1 : len(ids) + 1] = torch.tensor(ids)
@@ -127,9 +127,9 @@ def sentence_loss(model: nn.Module, eval_set: GrammarEvalSet, batch_size: int = 
     ):
         logits = model(inputs).float()
         total += F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         ).item()
-        count += int((targets != IGNORE).sum())
+        count += int((targets != IGNORE_INDEX).sum())
     return total / count
 
 

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmcourse.checks import on_host
+from llmcourse.data.batching import IGNORE_INDEX
 from llmcourse.models.bert import BERT
 from llmcourse.text.bpe import BPETokenizer
-from llmcourse.training.objectives import IGNORE_INDEX
 
 POOLINGS = ("first", "last", "mean")
 
@@ -195,7 +195,7 @@ def encode_words(tokenizer: BPETokenizer, words: Sequence[str]) -> tuple[list[in
     ids: list[int] = []
     word_ids: list[int] = []
     for i, word in enumerate(words):
-        pieces = tokenizer.encode(word if i == 0 else " " + word, specials=False)
+        pieces = tokenizer.encode(word if i == 0 else " " + word)
         ids += pieces
         word_ids += [i] * len(pieces)
     return ids, word_ids

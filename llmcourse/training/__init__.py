@@ -31,7 +31,6 @@ from llmcourse.training.log import (
 )
 from llmcourse.training.loop import BAR_FORMAT, train
 from llmcourse.training.objectives import (
-    IGNORE_INDEX,
     apply_masking,
     corrupt_spans,
     fill_spans,
@@ -71,7 +70,6 @@ __all__ = [
     "experiment_log",
     "fill_spans",
     "History",
-    "IGNORE_INDEX",
     "load_checkpoint",
     "lr_at",
     "mask_tokens",

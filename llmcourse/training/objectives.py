@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmcourse.data.batching import IGNORE_INDEX
+
 Sentence = TypeVar("Sentence")
 
-IGNORE_INDEX = -100
-"""The label of positions that carry no loss (``F.cross_entropy``'s default ``ignore_index``)."""
 
 
 # ------------------------------------------------------------------ causal language model
