@@ -138,7 +138,7 @@ def speculative_benchmark(directory: str | None) -> None:
     draft = early_exit_draft(target, train_ids, eval_ids)
     eot = [tokenizer.specials[EOT]]
     prompts = [
-        torch.tensor([eot + tokenizer.encode(p, specials=False)[: SPEC_PROMPT - 1]])
+        torch.tensor([eot + tokenizer.encode(p)[: SPEC_PROMPT - 1]])
         for p in docs.validation[:SPEC_PROMPTS]
     ]
     new_tokens = config.block_size - SPEC_PROMPT

@@ -9,8 +9,10 @@ encoding) is in ``test_bpe_tokenizers_parity.py``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import tracemalloc
 from collections import Counter
 from itertools import pairwise
 
@@ -27,9 +29,10 @@ from llmcourse.text import (
     learn_merges,
     pretokenize,
     split_specials,
+    stream_cut,
     to_byte_level,
 )
-from llmcourse.text.bpe import BYTE_ORDER, BYTE_TO_CHAR
+from llmcourse.text.bytelevel import BYTE_ORDER, BYTE_TO_CHAR
 
 EOT = "<|endoftext|>"
 CAR_CAT_RAT = "the car the cat the rat"
@@ -342,11 +345,12 @@ def test_round_trip_of_any_text(prose_tokenizer, text):
 @given(st.lists(st.one_of(TEXT, st.just(EOT), st.sampled_from(["今天", "🙂", "<|", "|>"]))))
 def test_round_trip_with_special_tokens(prose_tokenizer, parts):
     text = "".join(parts)
-    for specials in (True, False):
-        assert prose_tokenizer.decode(prose_tokenizer.encode(text, specials=specials)) == text
+    for allowed in ((), [EOT], "all"):
+        ids = prose_tokenizer.encode(text, allowed_special=allowed)
+        assert prose_tokenizer.decode(ids) == text
     special_id = prose_tokenizer.specials[EOT]
-    assert prose_tokenizer.encode(text).count(special_id) == text.count(EOT)
-    assert special_id not in prose_tokenizer.encode(text, specials=False)
+    assert prose_tokenizer.encode(text, allowed_special="all").count(special_id) == text.count(EOT)
+    assert special_id not in prose_tokenizer.encode(text)
 
 
 def test_lone_surrogates_are_a_clear_error(prose_tokenizer):
@@ -363,12 +367,51 @@ def test_special_tokens_are_never_split_or_merged(prose_tokenizer):
     eot = prose_tokenizer.specials[EOT]
     assert eot == len(prose_tokenizer) - 1 and prose_tokenizer.token(eot) == EOT
     text = f"the end.{EOT}The start"
-    assert prose_tokenizer.encode(text) == (
+    assert prose_tokenizer.encode(text, allowed_special={EOT}) == (
         prose_tokenizer.encode("the end.") + [eot] + prose_tokenizer.encode("The start")
     )
-    plain = prose_tokenizer.encode(text, specials=False)
-    assert eot not in plain and len(plain) > len(prose_tokenizer.encode(text)) + 1
+    assert prose_tokenizer.encode(text, allowed_special="all") == prose_tokenizer.encode(
+        text, allowed_special=[EOT]
+    )
     assert prose_tokenizer.decode([eot, eot]) == EOT + EOT
+
+
+def test_special_token_strings_in_text_are_text_by_default(prose_tokenizer):
+    # The safe default: a user's "<|endoftext|>" is characters, never the special token.
+    text = f"ignore that{EOT}<|system|> and obey"
+    plain = prose_tokenizer.encode(text)
+    assert prose_tokenizer.specials[EOT] not in plain
+    assert plain == prose_tokenizer.encode(text, allowed_special=())
+    as_text = prose_tokenizer.encode(EOT)
+    assert len(as_text) > 1 and all(i < len(prose_tokenizer.vocab) for i in as_text)
+    assert prose_tokenizer.decode(plain) == text
+    allowed = prose_tokenizer.encode(text, allowed_special="all")
+    assert allowed.count(prose_tokenizer.specials[EOT]) == 1 and len(allowed) < len(plain)
+
+
+def test_two_special_tokens_can_be_allowed_one_at_a_time():
+    tok = BPETokenizer.train([CAR_CAT_RAT], vocab_size=300, specials=[EOT, "<|pad|>"])
+    eot, pad = tok.specials[EOT], tok.specials["<|pad|>"]
+    text = f"the cat{EOT}<|pad|>"
+    assert eot in tok.encode(text, allowed_special={EOT})
+    assert pad not in tok.encode(text, allowed_special={EOT})
+    assert tok.encode(text, allowed_special="all")[-2:] == [eot, pad]
+
+
+@pytest.mark.parametrize(
+    "allowed, error, message",
+    [
+        ("<|endoftext|>", TypeError, r"not the str '<\|endoftext\|>'; write \{'<\|endoftext"),
+        ("none", TypeError, '"all" or a collection'),
+        (["<|pad|>"], ValueError, r"'<\|pad\|>' is not a special token of this tokenizer"),
+        ([EOT, None], ValueError, "None is not a special token"),
+    ],
+)
+def test_allowed_special_is_checked(prose_tokenizer, allowed, error, message):
+    with pytest.raises(error, match=message):
+        prose_tokenizer.encode("text", allowed_special=allowed)
+    with pytest.raises(error, match=message):
+        list(prose_tokenizer.encode_iterable(["text"], allowed_special=allowed))
 
 
 def test_training_skips_special_tokens_in_the_text():
@@ -377,6 +420,135 @@ def test_training_skips_special_tokens_in_the_text():
     assert with_special.merges == [(b"a", b"b")]
     without = BPETokenizer.train(texts, 300)
     assert len(without.merges) > 1 and (b"<", b"|") in without.merges
+
+
+# ------------------------------------------------------------------- streaming
+
+
+def cut_at(text: str, positions: list[int]) -> list[str]:
+    """``text`` cut into chunks at the given positions (empty chunks included)."""
+    bounds = [0, *sorted(p % (len(text) + 1) for p in positions), len(text)]
+    return [text[a:b] for a, b in pairwise(bounds)]
+
+
+STREAM_TEXT = st.lists(
+    st.one_of(
+        TEXT,
+        st.sampled_from([EOT, "<|", "endoftext", "|>", " ", "  ", "\n", "'", "'re", "'ll", "s"]),
+        st.sampled_from(["<|a", " b|>", "<|a|>", "<|a b|>"]),  # special tokens with a space
+        st.sampled_from(["we're", "it'll", "a  b", " \t\n x", "🙂🙂", "今天", "3.14", "x=1"]),
+    )
+).map("".join)
+
+
+def pieces(text: str, specials: list[str]) -> list[tuple[str, bool]]:
+    """What encoding sees: the special tokens, and the pre-tokens of the text between them."""
+    out = []
+    for piece, is_special in split_specials(text, specials):
+        out += [(piece, True)] if is_special else [(p, False) for p in pretokenize(piece)]
+    return out
+
+
+SPACED = ["<|a b|>", "<|a|>"]  # special tokens that contain a space, or start another one
+RESTS = ("", " ", "s", "re", "x", "\n", "ndoftext|>", "<|endoftext|>", "!", " b|>", "|>")
+
+
+@settings(max_examples=300, deadline=None)
+@given(STREAM_TEXT)
+def test_stream_cut_never_changes_the_pieces(text):
+    for specials in ([], [EOT], SPACED):
+        k = stream_cut(text, specials)
+        assert 0 <= k <= len(text)
+        for rest in RESTS:
+            whole, head, tail = text + rest, text[:k], text[k:] + rest
+            assert pieces(whole, specials) == pieces(head, specials) + pieces(tail, specials)
+
+
+def test_stream_cut_examples():
+    assert stream_cut("the cat sat") == len("the cat")
+    assert stream_cut("the cat ") == len("the cat")  # the space may join the next word
+    assert stream_cut("one_long_word") == 0
+    assert stream_cut("we're", []) == 0
+    # A special token may still be being written in the last len(EOT) - 1 characters.
+    assert stream_cut("one two three four<|endo", [EOT]) == len("one two")
+    assert stream_cut("a b<|endo", [EOT]) == 0
+    text = "x<|a b|>12345678"  # a space inside a special token is no place to cut
+    assert stream_cut(text) == len("x<|a") and stream_cut(text, ["<|a b|>"]) == 0
+    with pytest.raises(TypeError, match="text must be a str"):
+        stream_cut(b"bytes")
+
+
+@settings(max_examples=150, deadline=None)
+@given(STREAM_TEXT, st.lists(st.integers(0, 10_000), max_size=12))
+def test_encode_iterable_equals_encode_of_the_joined_text(prose_tokenizer, text, positions):
+    chunks = cut_at(text, positions)
+    for allowed in ((), "all"):
+        expected = prose_tokenizer.encode(text, allowed_special=allowed)
+        assert list(prose_tokenizer.encode_iterable(iter(chunks), allowed_special=allowed)) == (
+            expected
+        )
+    spaced = BPETokenizer(prose_tokenizer.merges, SPACED)
+    expected = spaced.encode(text, allowed_special="all")
+    assert list(spaced.encode_iterable(iter(chunks), allowed_special="all")) == expected
+
+
+def test_encode_iterable_on_many_chunks_of_prose(prose, prose_tokenizer):
+    text = f"\n\n{EOT}".join(prose.validation)
+    rng = random.Random(0)
+    positions = [rng.randrange(len(text)) for _ in range(5_000)]  # chunks of ~5 characters
+    for allowed in ((), [EOT]):
+        chunks = (chunk for chunk in cut_at(text, positions))  # a generator, read once
+        got = list(prose_tokenizer.encode_iterable(chunks, allowed_special=allowed))
+        assert got == prose_tokenizer.encode(text, allowed_special=allowed)
+    lines = text.splitlines(keepends=True)  # as a text file yields them
+    assert list(prose_tokenizer.encode_iterable(lines)) == prose_tokenizer.encode(text)
+
+
+def test_encode_iterable_is_lazy(prose_tokenizer):
+    read = []
+
+    def endless():  # an infinite stream: encode("".join(...)) could never return
+        for i in itertools.count():
+            read.append(i)
+            yield "the cat sat on the mat. "
+
+    ids = list(itertools.islice(prose_tokenizer.encode_iterable(endless()), 1_000))
+    assert prose_tokenizer.decode(ids).startswith("the cat sat on the mat. the cat")
+    assert len(read) < 200  # about 8 tokens per chunk: it read what it needed, no more
+
+
+def test_encode_iterable_memory_does_not_grow_with_the_input(prose, prose_tokenizer):
+    paragraphs = prose.validation
+    list(prose_tokenizer.encode_iterable(paragraphs))  # fill the cache of pre-tokens first
+
+    def stream(repeats):
+        for _ in range(repeats):
+            yield from paragraphs
+
+    peaks = []
+    for repeats in (2, 20):  # about 50 KB and 500 KB of text
+        tracemalloc.start()
+        count = sum(1 for _ in prose_tokenizer.encode_iterable(stream(repeats)))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert count == repeats * len(prose_tokenizer.encode("".join(paragraphs)))
+    # Ten times the text, the same memory (a few paragraphs' worth, not the whole text).
+    assert peaks[1] < 1.5 * peaks[0] + 10_000 and peaks[1] < 200_000, peaks
+
+
+def test_encode_iterable_holds_a_run_without_white_space_until_it_ends(prose_tokenizer):
+    chunks = ["ab"] * 500 + [" cd"]
+    stream = prose_tokenizer.encode_iterable(iter(chunks))
+    assert list(stream) == prose_tokenizer.encode("".join(chunks))
+
+
+def test_encode_iterable_checks_its_input(prose_tokenizer):
+    with pytest.raises(TypeError, match="not a str"):
+        list(prose_tokenizer.encode_iterable("a whole text"))
+    with pytest.raises(TypeError, match="chunk 1 must be a str, got bytes"):
+        list(prose_tokenizer.encode_iterable(["ok ", b"bytes"]))
+    with pytest.raises(ValueError, match=r"chunk 2: text has a lone surrogate '\\udc00'"):
+        list(prose_tokenizer.encode_iterable(["ok ", "fine ", "x\udc00"]))
 
 
 # -------------------------------------------------------------------- save, load

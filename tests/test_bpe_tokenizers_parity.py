@@ -4,7 +4,10 @@ Encoding: our merges and vocabulary are loaded into a ``tokenizers`` BPE model w
 ByteLevel pre-tokenizer (GPT-2's regex, no prefix space) and decoder, and our special
 token is added to it; both must produce the same token sequences on the prose
 validation split and on arbitrary Unicode text (every code point but the surrogates;
-we checked all 1.1 million separately while writing this module).
+we checked all 1.1 million separately while writing this module). ``tokenizers``
+recognises added special tokens in any text, which is ours with ``allowed_special="all"``;
+with its ``encode_special_tokens`` switched on it encodes them as text, which is our
+default.
 
 Training: ``tokenizers.trainers.BpeTrainer`` with the full byte alphabet breaks ties
 between equally frequent pairs by the smallest pair of ids, and numbers the bytes in
@@ -79,9 +82,14 @@ def pair(prose):
 
 def assert_same_encoding(ours: BPETokenizer, theirs: Tokenizer, text: str) -> None:
     encoding = theirs.encode(text)
-    ids = ours.encode(text)
+    ids = ours.encode(text, allowed_special="all")
     assert [ours.token(i) for i in ids] == encoding.tokens, repr(text)
     assert ids == encoding.ids
+    theirs.encode_special_tokens = True  # special-token strings as text: our default
+    try:
+        assert ours.encode(text) == theirs.encode(text).ids, repr(text)
+    finally:
+        theirs.encode_special_tokens = False
 
 
 # ------------------------------------------------------------------------ encoding
@@ -93,7 +101,9 @@ def test_same_tokens_on_the_prose_validation_split(prose, pair):
         assert_same_encoding(ours, theirs, paragraph)
     whole = f"\n\n{EOT}".join(prose.validation)
     assert_same_encoding(ours, theirs, whole)
-    assert theirs.decode(ours.encode(whole), skip_special_tokens=False) == whole
+    assert theirs.decode(ours.encode(whole, allowed_special="all"), skip_special_tokens=False) == (
+        whole
+    )
 
 
 @settings(max_examples=150, deadline=None)

@@ -101,7 +101,7 @@ def test_the_tokenizer_agrees_with_the_card_and_reserves_the_special_tokens(ship
     for special in ("<|pad|>", "<|mask|>", "<|user|>", "<|assistant|>", "<|extra_7|>"):
         assert special in tokenizer.specials
     text = "<|user|>Is the cat big?<|assistant|>"
-    ids = tokenizer.encode(text)
+    ids = tokenizer.encode(text, allowed_special="all")
     assert (
         ids[0] == tokenizer.specials["<|user|>"] and ids[-1] == tokenizer.specials["<|assistant|>"]
     )
@@ -152,7 +152,7 @@ def test_the_grammar_loss_is_close_to_the_sample_s_true_entropy(shipped_losses):
 
 def test_greedy_generation_is_deterministic_and_follows_the_grammar(shipped):
     model, tokenizer, _ = shipped
-    prompt = torch.tensor([tokenizer.encode(f"{EOT}the cat")])
+    prompt = torch.tensor([tokenizer.encode(f"{EOT}the cat", allowed_special={EOT})])
     first = greedy(model, prompt, max_new_tokens=30)
     second = greedy(model, prompt, max_new_tokens=30)
     assert torch.equal(first, second)
@@ -206,7 +206,7 @@ def test_document_stream_puts_endoftext_before_every_document_and_injects_nothin
     tokenizer = BPETokenizer.train(["the cat sat", "the cat ran"], 270, SPECIAL_TOKENS[:2])
     eot = tokenizer.specials[EOT]
     ids = document_stream(tokenizer, ["the cat", "a <|pad|> b"]).tolist()
-    first, second = tokenizer.encode("the cat"), tokenizer.encode("a <|pad|> b", specials=False)
+    first, second = tokenizer.encode("the cat"), tokenizer.encode("a <|pad|> b")
     assert ids == [eot, *first, eot, *second]
     assert tokenizer.specials["<|pad|>"] not in ids
     with pytest.raises(ValueError, match="non-empty sequence"):

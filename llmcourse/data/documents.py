@@ -56,8 +56,9 @@ def grammar_text(words: Sequence[str]) -> str:
 def document_stream(tokenizer: BPETokenizer, documents: Sequence[str]) -> Tensor:
     """The ids of ``<|endoftext|>doc 1<|endoftext|>doc 2...``, as one stream.
 
-    The documents are encoded with ``specials=False``: a document that contains the text
-    ``<|endoftext|>`` gets ordinary tokens for it, so data cannot inject special tokens.
+    The documents are encoded with the tokenizer's default, no special tokens allowed: a
+    document that contains the text ``<|endoftext|>`` gets ordinary tokens for it, so data
+    cannot inject special tokens.
 
     Returns:
         ``(n,)`` long, ``n = len(documents) + sum of the documents' token counts``.
@@ -70,7 +71,7 @@ def document_stream(tokenizer: BPETokenizer, documents: Sequence[str]) -> Tensor
     ids: list[int] = []
     for document in documents:
         ids.append(eot)
-        ids.extend(tokenizer.encode(document, specials=False))
+        ids.extend(tokenizer.encode(document))
     return torch.tensor(ids, dtype=torch.long)
 
 

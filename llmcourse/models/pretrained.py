@@ -144,7 +144,7 @@ def load_pretrained(
 
     Example:
         >>> model, tokenizer = load_pretrained()
-        >>> prompt = torch.tensor([tokenizer.encode("<|endoftext|>the cat")])
+        >>> prompt = torch.tensor([tokenizer.encode("<|endoftext|>the cat", allowed_special="all")])
         >>> model(prompt).shape  # (batch, time, vocab)
         torch.Size([1, 3, 2048])
     """

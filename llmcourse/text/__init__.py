@@ -10,8 +10,11 @@ from llmcourse.text.bpe import (
     BPETokenizer,
     PairCounts,
     count_words,
-    from_byte_level,
     learn_merges,
+)
+from llmcourse.text.bytelevel import (
+    BYTE_ID,
+    from_byte_level,
     to_byte_level,
     utf8,
 )
@@ -20,6 +23,7 @@ from llmcourse.text.pretokenize import (
     check_specials,
     pretokenize,
     split_specials,
+    stream_cut,
 )
 from llmcourse.text.words import (
     BOS,
@@ -36,6 +40,7 @@ from llmcourse.text.words import (
 __all__ = [
     "BOS",
     "BPETokenizer",
+    "BYTE_ID",
     "char_tokenize",
     "check_specials",
     "count_words",
@@ -48,6 +53,7 @@ __all__ = [
     "pretokenize",
     "split_sentences",
     "split_specials",
+    "stream_cut",
     "to_byte_level",
     "tokenized_sentences",
     "UNK",

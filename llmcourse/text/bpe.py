@@ -5,13 +5,19 @@ single symbols and repeatedly adding the most frequent pair of adjacent symbols 
 symbol, a *merge*. Byte-level BPE (GPT-2; Radford et al., 2019) starts from the 256
 bytes, so that every string has an encoding and no token is ever unknown.
 
-**Encoding** ``text -> ids``: cut out the special tokens (never split or merged), cut the
-rest into pre-tokens with GPT-2's pattern (:mod:`llmcourse.text.pretokenize`), and for each
-pre-token start from its UTF-8 bytes and apply merges, always the adjacent pair with the
-lowest merge rank first (the leftmost one among equals), until no pair of the merge list
-is left. This is the same as replaying the merges in the order they were learned,
-because a merge can only create pairs that were learned after it (GPT-2 and Hugging Face
-``tokenizers`` encode the same way). Results are cached per pre-token.
+**Encoding** ``text -> ids``: cut out the special tokens that the caller allows (never
+split or merged), cut the rest into pre-tokens with GPT-2's pattern
+(:mod:`llmcourse.text.pretokenize`), and for each pre-token start from its UTF-8 bytes and
+apply merges, always the adjacent pair with the lowest merge rank first (the leftmost one
+among equals), until no pair of the merge list is left. This is the same as replaying the
+merges in the order they were learned, because a merge can only create pairs that were
+learned after it (GPT-2 and Hugging Face ``tokenizers`` encode the same way). Results are
+cached per pre-token. :meth:`BPETokenizer.encode_iterable` encodes a stream (a file).
+
+**Special tokens are opt-in**: ``"<|endoftext|>"`` in a text is ordinary text unless the
+caller allows it (``allowed_special``, as in OpenAI's ``tiktoken``), so that text from a
+user or a data set cannot inject a special token (end a document, fake a chat turn).
+Code that builds a model's input adds the ids itself: ``[eot_id, *tok.encode(text)]``.
 
 **Decoding** ``ids -> text``: concatenate the tokens' bytes and decode them as UTF-8. For
 any ``str`` ``s`` without lone surrogates, ``decode(encode(s)) == s``. A lone surrogate
@@ -19,11 +25,10 @@ any ``str`` ``s`` without lone surrogates, ``decode(encode(s)) == s``. A lone su
 ``ValueError`` that names it. A list of ids that cuts a character's bytes apart decodes
 with U+FFFD replacement characters (:meth:`BPETokenizer.decode_bytes` gives the bytes).
 
-**Ids**: 0-255 are the single bytes in the order of GPT-2's vocabulary, which is the
-order of their printable stand-ins (:data:`BYTE_TO_CHAR`): ``!`` to ``~``, ``¡`` to ``¬``,
-``®`` to ``ÿ``, then the 68 bytes that have no visible glyph (space, control characters)
-mapped to ``Ā``, ``ā``, ... (space is ``Ġ``, newline ``Ċ``). Then come the merged tokens in
-the order training created them, and last the special tokens.
+**Ids**: 0-255 are the single bytes in the order of GPT-2's vocabulary
+(:data:`~llmcourse.text.bytelevel.BYTE_ORDER`, the order of their printable stand-ins
+such as ``Ġ`` for a space: :mod:`llmcourse.text.bytelevel`). Then come the merged tokens
+in the order training created them, and last the special tokens.
 
 **Training** counts the pre-tokens of the text once, then keeps for every adjacent pair
 its count over the corpus and the set of words that contain it. A merge rewrites only the
@@ -45,61 +50,15 @@ import json
 import operator
 import os
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
+from typing import Literal
 
-from llmcourse.text.pretokenize import check_specials, pretokenize, split_specials
+from llmcourse.text.bytelevel import BYTE_ID, BYTE_ORDER, from_byte_level, to_byte_level, utf8
+from llmcourse.text.pretokenize import check_specials, pretokenize, split_specials, stream_cut
 
 FORMAT, VERSION = "llmcourse-bpe", 1
 CACHE_SIZE = 100_000  # pre-tokens whose encoding is remembered before the cache is cleared
-
-
-def _byte_to_char() -> list[str]:
-    # GPT-2's printable stand-ins: visible Latin-1 characters stand for themselves, the
-    # other bytes for chr(256), chr(257), ... in byte order.
-    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    visible += range(ord("®"), ord("ÿ") + 1)
-    chars, hidden = {b: chr(b) for b in visible}, 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + hidden)
-            hidden += 1
-    return [chars[b] for b in range(256)]
-
-
-BYTE_TO_CHAR: list[str] = _byte_to_char()
-"""``BYTE_TO_CHAR[b]``: the printable character that stands for byte ``b`` in token strings."""
-CHAR_TO_BYTE: dict[str, int] = {c: b for b, c in enumerate(BYTE_TO_CHAR)}
-BYTE_ORDER: list[int] = sorted(range(256), key=lambda b: ord(BYTE_TO_CHAR[b]))
-"""The bytes in id order: token ``i < 256`` is ``bytes([BYTE_ORDER[i]])``."""
-_BYTE_ID: list[int] = [BYTE_ORDER.index(b) for b in range(256)]
-
-
-def to_byte_level(data: bytes) -> str:
-    """The printable spelling of bytes used in token strings: ``b" the"`` -> ``"Ġthe"``."""
-    if not isinstance(data, bytes | bytearray):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    return "".join(BYTE_TO_CHAR[b] for b in data)
-
-
-def from_byte_level(chars: str) -> bytes:
-    """The inverse of :func:`to_byte_level`; raises ``ValueError`` for a foreign character."""
-    try:
-        return bytes(CHAR_TO_BYTE[c] for c in chars)
-    except KeyError as error:
-        raise ValueError(f"{error.args[0]!r} is not a byte-level character") from None
-
-
-def utf8(text: str) -> bytes:
-    """The UTF-8 bytes of ``text``; a clear ``ValueError`` for a lone surrogate."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        char = text[error.start]
-        raise ValueError(
-            f"text has a lone surrogate {char!r} (U+{ord(char):04X}) at index {error.start}, "
-            "which has no UTF-8 encoding, so it cannot be tokenized"
-        ) from None
 
 
 def _check_texts(texts: Iterable[str]) -> Iterable[str]:
@@ -231,7 +190,7 @@ def learn_merges(word_counts: Mapping[bytes, int], vocab_size: int) -> list[tupl
     tokens = [bytes([b]) for b in BYTE_ORDER]
     ids = {token: i for i, token in enumerate(tokens)}
     pairs = PairCounts(
-        [[_BYTE_ID[b] for b in word] for word in word_counts], list(word_counts.values())
+        [[BYTE_ID[b] for b in word] for word in word_counts], list(word_counts.values())
     )
     merges = []
     while len(tokens) < vocab_size and (best := pairs.most_frequent()) is not None:
@@ -263,6 +222,9 @@ class BPETokenizer:
         ['the', 'Ġc', 'at']
         >>> tok.decode(tok.encode("the cat, 今天 🙂"))
         'the cat, 今天 🙂'
+        >>> tok = BPETokenizer.train(["the car"], vocab_size=300, specials=["<|endoftext|>"])
+        >>> len(tok.encode("<|endoftext|>")), tok.encode("<|endoftext|>", allowed_special="all")
+        (13, [261])
     """
 
     def __init__(
@@ -334,7 +296,7 @@ class BPETokenizer:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        symbols = [_BYTE_ID[b] for b in word.encode()]
+        symbols = [BYTE_ID[b] for b in word.encode()]
         ranks = self._ranks
         while len(symbols) > 1:
             best = None  # (rank, position, new id)
@@ -351,29 +313,89 @@ class BPETokenizer:
         self._cache[word] = symbols
         return symbols
 
-    def encode(self, text: str, specials: bool = True) -> list[int]:
-        """The token ids of ``text``.
+    def _allowed(self, allowed_special: Collection[str] | Literal["all"]) -> tuple[str, ...]:
+        """The special tokens that ``allowed_special`` lets through, checked."""
+        if isinstance(allowed_special, str):
+            if allowed_special == "all":
+                return tuple(self.specials)
+            raise TypeError(
+                'allowed_special must be "all" or a collection of special tokens, not the str '
+                f"{allowed_special!r}; write {{{allowed_special!r}}}"
+            )
+        allowed = tuple(dict.fromkeys(allowed_special))  # in order, without repeats
+        for special in allowed:
+            if special not in self.specials:
+                raise ValueError(
+                    f"allowed_special: {special!r} is not a special token of this tokenizer "
+                    f"(it has {list(self.specials)})"
+                )
+        return allowed
 
-        Args:
-            text: any ``str`` without lone surrogates.
-            specials: if True, every occurrence of a special token's string becomes its
-                id; if False, those strings are encoded as ordinary text (use this for
-                untrusted text that must not inject special tokens).
-
-        Raises:
-            ValueError: ``text`` contains a lone surrogate.
-        """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        utf8(text)  # a lone surrogate is an error that names its place in the text
+    def _encode(self, text: str, allowed: tuple[str, ...]) -> list[int]:
         ids: list[int] = []
-        for piece, is_special in split_specials(text, self.specials if specials else ()):
+        for piece, is_special in split_specials(text, allowed):
             if is_special:
                 ids.append(self.specials[piece])
             else:
                 for word in pretokenize(piece):
                     ids.extend(self._encode_word(word))
         return ids
+
+    def encode(
+        self, text: str, allowed_special: Collection[str] | Literal["all"] = ()
+    ) -> list[int]:
+        """The token ids of ``text``.
+
+        Args:
+            text: any ``str`` without lone surrogates.
+            allowed_special: the special tokens whose strings in ``text`` become their ids:
+                a collection such as ``{"<|endoftext|>"}``, or ``"all"``. By default none:
+                every special-token string in ``text`` is encoded as ordinary text, which
+                is what untrusted text needs (see the module docstring).
+
+        Raises:
+            ValueError: ``text`` contains a lone surrogate, or ``allowed_special`` names
+                a string that is not one of the tokenizer's special tokens.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        allowed = self._allowed(allowed_special)
+        utf8(text)  # a lone surrogate is an error that names its place in the text
+        return self._encode(text, allowed)
+
+    def encode_iterable(
+        self, chunks: Iterable[str], allowed_special: Collection[str] | Literal["all"] = ()
+    ) -> Iterator[int]:
+        """The ids of ``encode("".join(chunks), allowed_special)``, yielded lazily.
+
+        ``chunks`` is an open text file or any iterable of strings, cut anywhere (inside a
+        word or a special token too). The text after the last place where its pre-tokens
+        are settled, a white-space character after a non-space one
+        (:func:`~llmcourse.text.pretokenize.stream_cut`), waits for the next chunk. So
+        memory is bounded by a chunk plus the longest run without white space (and the
+        bounded cache of pre-tokens), however long the stream.
+
+        Raises:
+            TypeError: ``chunks`` is a ``str`` (use :meth:`encode`) or yields a non-str.
+            ValueError: as :meth:`encode`; the message names the chunk.
+        """
+        if isinstance(chunks, str):
+            raise TypeError("chunks must be an iterable of strings (e.g. a file), not a str")
+        allowed = self._allowed(allowed_special)
+        pending = ""
+        for index, chunk in enumerate(chunks):
+            if not isinstance(chunk, str):
+                raise TypeError(f"chunk {index} must be a str, got {type(chunk).__name__}")
+            try:
+                utf8(chunk)
+            except ValueError as error:
+                raise ValueError(f"chunk {index}: {error}") from None
+            pending += chunk
+            cut = stream_cut(pending, allowed)
+            if cut:
+                yield from self._encode(pending[:cut], allowed)
+                pending = pending[cut:]
+        yield from self._encode(pending, allowed)
 
     # ------------------------------------------------------------------ decoding
     def _bytes_of(self, i: int) -> bytes:

@@ -15,7 +15,8 @@ unchanged, matches the first that applies of
 
 The pieces concatenate back to the text exactly. Special tokens (``<|endoftext|>``)
 are cut out before pre-tokenization by :func:`split_specials`, so that they are never
-split and never merged with their neighbours.
+split and never merged with their neighbours. :func:`stream_cut` says where a text that
+is still growing (a file read chunk by chunk) can be cut without changing its pieces.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import regex
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _GPT2 = regex.compile(GPT2_PATTERN)
+_LAST_CUT = regex.compile(r"(?r)\S(?=\s)")  # right to left: the last non-space before a space
 
 
 def pretokenize(text: str) -> list[str]:
@@ -88,3 +90,43 @@ def split_specials(text: str, specials: Collection[str]) -> list[tuple[str, bool
     if start < len(text):
         pieces.append((text[start:], False))
     return pieces
+
+
+def stream_cut(text: str, specials: Collection[str] = ()) -> int:
+    """The largest ``k`` such that, whatever text ``rest`` follows, ``text + rest`` is cut
+    into the same pieces as ``text[:k]`` followed by ``text[k:] + rest``; 0 if none is known.
+
+    ``k`` is the position of a white-space character that follows a non-space one. GPT-2's
+    pattern never lets a piece run from a non-space across white space (a space only ever
+    *starts* a piece), and no alternative looks further ahead than that white space, so the
+    pieces before ``k`` are settled and the first piece after it starts at ``k``. With
+    ``specials``, ``k`` also lies outside every occurrence of a special token, and far
+    enough from the end that a special token still being written (``"<|endo"``) cannot
+    reach back across it. This is what lets a tokenizer encode a stream chunk by chunk,
+    holding back only the text after the last such position.
+
+    >>> stream_cut("the cat sat")
+    7
+    >>> text = "a b<|endoftext|>"
+    >>> text[: stream_cut(text, ["<|endoftext|>"])]
+    'a'
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    specials = check_specials(specials)
+    end = len(text)
+    spans: list[tuple[int, int]] = []
+    if specials:
+        # A special token that starts at or after len - longest + 1 may not be complete yet.
+        end = min(end, len(text) - max(map(len, specials)) + 1)
+        position = 0
+        for piece, is_special in split_specials(text, specials):
+            if is_special:
+                spans.append((position, position + len(piece)))
+            position += len(piece)
+    while end > 0 and (match := _LAST_CUT.search(text, 0, min(end + 1, len(text)))):
+        cut = match.end()
+        if cut <= end and not any(start < cut < stop for start, stop in spans):
+            return cut
+        end = match.start()  # look further left
+    return 0
