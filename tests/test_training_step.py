@@ -50,11 +50,32 @@ def test_accumulated_gradients_equal_those_of_one_large_batch(parts):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-14)
 
 
+def test_weighted_accumulation_of_unequal_microbatches_equals_one_large_batch():
+    """Microbatches of 3, 8 and 21 items, each loss a mean over its own items: weighting
+    by the item counts gives the gradient of the mean over all 32."""
+    x, y = next(batches(size=32))
+    large, split = model(), model()
+    mse(large, (x, y)).backward()
+    sizes = [3, 8, 21]
+    microbatches = list(zip(x.split(sizes), y.split(sizes), strict=True))
+    loss = accumulate_gradients(mse, split, microbatches, weights=sizes)
+    torch.testing.assert_close(loss, mse(large, (x, y)).detach().float(), rtol=1e-6, atol=0)
+    for p, q in zip(large.parameters(), split.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-14)
+    unweighted = model()
+    accumulate_gradients(mse, unweighted, microbatches)  # equal shares: not the large batch
+    assert not torch.allclose(next(unweighted.parameters()).grad, next(large.parameters()).grad)
+
+
 def test_accumulate_gradients_errors():
     with pytest.raises(ValueError, match="at least one batch"):
         accumulate_gradients(mse, model(), [])
     with pytest.raises(ValueError, match="scalar tensor"):
         accumulate_gradients(lambda m, b: m(b[0]), model(), [next(batches())])
+    with pytest.raises(ValueError, match="weights must be 2 numbers >= 0"):
+        accumulate_gradients(mse, model(), [next(batches())] * 2, weights=[1.0])
+    with pytest.raises(ValueError, match="positive sum"):
+        accumulate_gradients(mse, model(), [next(batches())] * 2, weights=[0, 0])
 
 
 def test_optimizer_step_clips_updates_and_keeps_the_gradients():

@@ -12,7 +12,11 @@
   :mod:`.stripes` (images for the vision transformer).
 """
 
-from llmcourse.data.batching import IGNORE_INDEX, pad_batch, random_blocks
+from llmcourse.data.batching import (
+    IGNORE_INDEX,
+    pad_batch,
+    random_blocks,
+)
 from llmcourse.data.documents import (
     EOT,
     EVAL_GRAMMAR_SEED,
@@ -38,32 +42,36 @@ from llmcourse.data.lm_corpora import (
     prose_characters,
     sentence_loss,
 )
-from llmcourse.data.prose import Split, prose_paragraphs, python_docs
+from llmcourse.data.prose import (
+    Split,
+    prose_paragraphs,
+    python_docs,
+)
 
 __all__ = [
     "CharacterCorpus",
-    "document_stream",
     "END",
-    "english_grammar",
     "EOT",
     "EVAL_GRAMMAR_SEED",
     "EVAL_GRAMMAR_SENTENCES",
-    "evaluation_documents",
     "Grammar",
+    "GrammarEvalSet",
+    "IGNORE_INDEX",
+    "SEPARATOR",
+    "SPECIAL_TOKENS",
+    "Sample",
+    "Split",
+    "document_stream",
+    "english_grammar",
+    "evaluation_documents",
     "grammar_batches",
     "grammar_eval_set",
     "grammar_text",
     "grammar_vocabulary",
-    "GrammarEvalSet",
-    "IGNORE_INDEX",
     "pad_batch",
     "prose_characters",
     "prose_paragraphs",
     "python_docs",
     "random_blocks",
-    "Sample",
     "sentence_loss",
-    "SEPARATOR",
-    "SPECIAL_TOKENS",
-    "Split",
 ]

@@ -7,7 +7,10 @@
 - :mod:`.speculative` -- speculative decoding with a draft model.
 """
 
-from llmcourse.generation.beam import Hypothesis, beam_search
+from llmcourse.generation.beam import (
+    Hypothesis,
+    beam_search,
+)
 from llmcourse.generation.generate import (
     CachedModel,
     check_eos,
@@ -37,17 +40,18 @@ from llmcourse.generation.speculative import (
 )
 
 __all__ = [
+    "CachedModel",
+    "Hypothesis",
+    "SpeculativeResult",
     "acceptance_probability",
     "apply_temperature",
     "beam_search",
-    "CachedModel",
     "check_eos",
     "check_sampling_args",
     "context_size",
     "draw",
     "eval_no_grad",
     "greedy",
-    "Hypothesis",
     "model_logits",
     "process_logits",
     "residual_distribution",
@@ -55,7 +59,6 @@ __all__ = [
     "sample_next",
     "speculative_greedy",
     "speculative_sample",
-    "SpeculativeResult",
     "supports_cache",
     "top_k_filter",
     "top_p_filter",

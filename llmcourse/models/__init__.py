@@ -10,8 +10,14 @@
   evaluation.
 """
 
-from llmcourse.models.base import TokenModel, init_weights
-from llmcourse.models.bert import BERT, padding_mask_like
+from llmcourse.models.base import (
+    TokenModel,
+    init_weights,
+)
+from llmcourse.models.bert import (
+    BERT,
+    padding_mask_like,
+)
 from llmcourse.models.gpt import (
     GPT,
     gpt2_config,
@@ -43,7 +49,9 @@ from llmcourse.models.pretrained import (
     sha256,
     validation_losses,
 )
-from llmcourse.models.t5 import T5
+from llmcourse.models.t5 import (
+    T5,
+)
 from llmcourse.models.vit import (
     PatchEmbedding,
     ViT,
@@ -52,14 +60,26 @@ from llmcourse.models.vit import (
 )
 
 __all__ = [
-    "align_labels_to_subwords",
     "BERT",
-    "best_span",
     "CARD_FILE",
     "CARD_FORMAT",
-    "encode_words",
     "FineTuner",
     "GPT",
+    "MODEL_FILE",
+    "POOLINGS",
+    "PatchEmbedding",
+    "RECIPE",
+    "SequenceClassificationHead",
+    "SpanQAHead",
+    "T5",
+    "TOKENIZER_FILE",
+    "TokenClassificationHead",
+    "TokenModel",
+    "ViT",
+    "WEIGHTS_DIR",
+    "align_labels_to_subwords",
+    "best_span",
+    "encode_words",
     "gpt2_config",
     "gpt_parameter_counts",
     "init_weights",
@@ -67,23 +87,11 @@ __all__ = [
     "load_pretrained",
     "model_card",
     "model_directory",
-    "MODEL_FILE",
     "padding_mask_like",
-    "PatchEmbedding",
     "patchify",
     "pool_hidden",
-    "POOLINGS",
-    "RECIPE",
-    "SequenceClassificationHead",
     "sha256",
     "span_qa_loss",
-    "SpanQAHead",
-    "T5",
-    "TokenClassificationHead",
-    "TOKENIZER_FILE",
-    "TokenModel",
     "unpatchify",
     "validation_losses",
-    "ViT",
-    "WEIGHTS_DIR",
 ]

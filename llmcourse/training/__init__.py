@@ -22,14 +22,21 @@ from llmcourse.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from llmcourse.training.evaluate import evaluate, stream_loss, unigram_loss
+from llmcourse.training.evaluate import (
+    evaluate,
+    stream_loss,
+    unigram_loss,
+)
 from llmcourse.training.log import (
     History,
     experiment_log,
     read_log,
     write_record,
 )
-from llmcourse.training.loop import BAR_FORMAT, train
+from llmcourse.training.loop import (
+    BAR_FORMAT,
+    train,
+)
 from llmcourse.training.objectives import (
     apply_masking,
     corrupt_spans,
@@ -46,7 +53,10 @@ from llmcourse.training.optim import (
     clip_grad_norm,
     parameter_groups,
 )
-from llmcourse.training.schedule import SCHEDULES, lr_at
+from llmcourse.training.schedule import (
+    SCHEDULES,
+    lr_at,
+)
 from llmcourse.training.step import (
     PRECISIONS,
     accumulate_gradients,
@@ -56,20 +66,22 @@ from llmcourse.training.step import (
 )
 
 __all__ = [
-    "accumulate_gradients",
     "AdamW",
-    "apply_masking",
     "BAR_FORMAT",
-    "check_resumable",
     "CHECKPOINT_FORMAT",
+    "EMBEDDING_TABLES",
+    "History",
+    "PRECISIONS",
+    "SCHEDULES",
+    "accumulate_gradients",
+    "apply_masking",
+    "check_resumable",
     "clip_grad_norm",
     "corrupt_spans",
     "distributed",
-    "EMBEDDING_TABLES",
     "evaluate",
     "experiment_log",
     "fill_spans",
-    "History",
     "load_checkpoint",
     "lr_at",
     "mask_tokens",
@@ -78,11 +90,9 @@ __all__ = [
     "optimizer_step",
     "parameter_groups",
     "precision_context",
-    "PRECISIONS",
     "read_log",
     "rng_state",
     "save_checkpoint",
-    "SCHEDULES",
     "set_learning_rate",
     "set_rng_state",
     "span_corruption",

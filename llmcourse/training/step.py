@@ -11,9 +11,9 @@ The gradients stay in ``.grad`` after the update (until the next step zeroes the
 they can be inspected.
 
 :func:`accumulate_gradients` runs the backward pass of each microbatch with its loss
-divided by the number of microbatches: the gradients add up to those of the mean loss
-over one large batch made of them (when each microbatch loss is a mean over the same
-number of items), without holding the large batch's activations in memory at once.
+weighted by its share of the items: the gradients add up to those of the mean loss
+over one large batch made of them, without holding the large batch's activations in
+memory at once.
 """
 
 from __future__ import annotations
@@ -56,8 +56,15 @@ def accumulate_gradients(
     model: nn.Module,
     microbatches: Sequence[Any],
     precision: str = "fp32",
+    weights: Sequence[float] | None = None,
 ) -> Tensor:
-    """Backpropagate ``loss_fn(model, mb) / len(microbatches)`` for every microbatch.
+    """Backpropagate ``loss_fn(model, mb) * w`` for every microbatch and its weight ``w``.
+
+    When each microbatch loss is a mean over its own items (tokens, sequences), the
+    update equals the one of a single large batch if each is weighted by its share of
+    the items: ``weights`` = the items of each microbatch (they are normalised to sum to
+    1). Without ``weights`` every microbatch counts the same, ``1 / len(microbatches)``,
+    which is right when they hold equally many items.
 
     Args:
         loss_fn: ``loss_fn(model, microbatch)`` -> scalar loss tensor.
@@ -66,23 +73,34 @@ def accumulate_gradients(
         microbatches: one or more batches; the gradients of all of them are added to
             the parameters' ``.grad`` (zero them first: ``optimizer.zero_grad()``).
         precision: ``"fp32"`` or ``"bf16"`` (autocast around ``loss_fn``).
+        weights: one non-negative number per microbatch, not all 0 (e.g. its count of
+            loss tokens); None weighs them equally.
 
     Returns:
-        The mean of the microbatch losses, detached (a 0-d tensor).
+        The weighted mean of the microbatch losses, detached (a 0-d tensor).
     """
     if not microbatches:
         raise ValueError("microbatches must hold at least one batch")
+    if weights is None:
+        shares = [1 / len(microbatches)] * len(microbatches)
+    else:
+        if len(weights) != len(microbatches) or min(weights) < 0 or not sum(weights) > 0:
+            raise ValueError(
+                f"weights must be {len(microbatches)} numbers >= 0 with a positive sum, "
+                f"got {list(weights)}"
+            )
+        shares = [w / sum(weights) for w in weights]
     device_type = next(model.parameters()).device.type
     context = precision_context(device_type, precision)
     total = torch.zeros(())
-    for batch in microbatches:
+    for batch, share in zip(microbatches, shares, strict=True):
         with context:
             loss = loss_fn(model, batch)
         if not isinstance(loss, Tensor) or loss.ndim != 0:
             raise ValueError("loss_fn must return a scalar tensor")
-        (loss / len(microbatches)).backward()
-        total = total + loss.detach().float().cpu()
-    return total / len(microbatches)
+        (loss * share).backward()
+        total = total + loss.detach().float().cpu() * share
+    return total
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, grad_clip: float | None = 1.0) -> Tensor:
