@@ -8,6 +8,8 @@
 
 from llmcourse.text.bpe import (
     BPETokenizer,
+)
+from llmcourse.text.bpe_training import (
     PairCounts,
     count_words,
     learn_merges,
