@@ -1,18 +1,21 @@
 """Recipe: the scaling sweep of Chapter 10, run once by a maintainer; its results ship.
 
-    python recipes/scaling_sweep.py                  # the whole grid (about an hour, 2 cores)
+    python recipes/scaling_sweep.py                  # the whole grid (about 80 minutes on 2 cores)
     python recipes/scaling_sweep.py --tiny --out /tmp/sweep.json      # a smoke run
 
 Every run is :func:`llmcourse.scaling.sweep.train_run` (a GPT or an LSTM of one size
 trained on one number of tokens, evaluated on held-out text; see that module for what
 is fixed). The grid:
 
-- **grammar, IsoFLOP slices**: for each compute budget ``C`` in 1e11, 3e11, 1e12, 3e12
+- **lexicon, IsoFLOP slices**: for each compute budget ``C`` in 1e11, 3e11, 1e12, 3e12
   and 1e13 FLOPs (``C = 6 N D``), six or seven GPT sizes around the expected optimum,
-  each trained on ``D = C / 6N`` tokens of fresh sentences. These runs give L(N), L(D),
-  the compute frontier and all three of Chinchilla's approaches.
-- **grammar, architectures at a fixed D**: GPT sizes A to G and LSTM sizes a to e, each
+  each trained on ``D = C / 6N`` tokens of fresh sentences of the Zipfian lexical
+  grammar. These runs give L(N), L(D), the compute frontier and all three of
+  Chinchilla's approaches.
+- **lexicon, architectures at a fixed D**: GPT sizes A to G and LSTM sizes a to e, each
   on the same 2,097,152 tokens (Kaplan et al.'s comparison of the two architectures).
+- **grammar, fixed D**: GPT sizes A to G on 2,097,152 tokens of the course grammar,
+  which they all learn almost perfectly: why a scaling study needs a harder language.
 - **prose, IsoFLOP slices**: budgets 3e10 to 1e12 on the Python documentation's
   characters (long runs repeat the 241,289 training characters).
 - **prose, data-limited**: size E trained for 1,500 steps on the first 15k to 241k
@@ -52,7 +55,7 @@ from llmcourse.scaling.sweep import (
     train_run,
 )
 
-GRAMMAR_SLICES = {
+LEXICON_SLICES = {
     1e11: "ABCDEF",
     3e11: "ABCDEFG",
     1e12: "BCDEFGH",
@@ -84,14 +87,16 @@ def grid(tiny: bool = False) -> list[tuple[str, RunSpec]]:
             ("data-limited prose", RunSpec("prose", "gpt", "A", 16 * TOKENS_PER_STEP, unique=5000)),
         ]
     runs = []
-    for budget, sizes in GRAMMAR_SLICES.items():
+    for budget, sizes in LEXICON_SLICES.items():
         for size in sizes:
-            spec = RunSpec("grammar", "gpt", size, tokens_for(budget, "grammar", size))
-            runs.append((f"isoflop grammar {budget:.0e}", spec))
+            spec = RunSpec("lexicon", "gpt", size, tokens_for(budget, "lexicon", size))
+            runs.append((f"isoflop lexicon {budget:.0e}", spec))
+    for size in "ABCDEFG":
+        runs.append(("fixed-D lexicon", RunSpec("lexicon", "gpt", size, FIXED_TOKENS)))
+    for size in "abcde":
+        runs.append(("fixed-D lexicon", RunSpec("lexicon", "lstm", size, FIXED_TOKENS)))
     for size in "ABCDEFG":
         runs.append(("fixed-D grammar", RunSpec("grammar", "gpt", size, FIXED_TOKENS)))
-    for size in "abcde":
-        runs.append(("fixed-D grammar", RunSpec("grammar", "lstm", size, FIXED_TOKENS)))
     for budget, sizes in PROSE_SLICES.items():
         for size in sizes:
             spec = RunSpec("prose", "gpt", size, tokens_for(budget, "prose", size))
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             "sizes": SIZES,
             "learning_rate": "min(1e-2, 2e-3 * 128 / d_model), warmup min(100, steps/10), "
             "cosine to a tenth; AdamW, weight decay 0.1 on matrices, clipping at 1.0",
-            "grammar_slices": {f"{c:.0e}": s for c, s in GRAMMAR_SLICES.items()},
+            "lexicon_slices": {f"{c:.0e}": s for c, s in LEXICON_SLICES.items()},
             "prose_slices": {f"{c:.0e}": s for c, s in PROSE_SLICES.items()},
         },
         "wall_seconds": round(time.perf_counter() - start, 1),

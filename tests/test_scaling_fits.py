@@ -25,6 +25,8 @@ def test_kaplan_form_round_trips():
     assert fitted_n_c == pytest.approx(n_c, rel=1e-6)
     with pytest.raises(ValueError, match="decreasing law"):
         PowerLaw(1.0, 0.5).kaplan()
+    with pytest.raises(ValueError, match="nearly flat"):
+        PowerLaw(3.0, -0.0005).kaplan()
 
 
 @pytest.mark.parametrize("seed", range(5))

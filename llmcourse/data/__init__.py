@@ -4,6 +4,10 @@
   interpreter (:func:`python_docs`), split into train and validation text.
 - :mod:`.grammar` -- a seeded probabilistic grammar (:func:`english_grammar`) that
   generates sentences with their exact log-probability and entropy.
+- :mod:`.lexicon` -- a grammar with a Zipfian lexicon of invented words
+  (:func:`lexical_grammar`): harder text with an exact entropy, for the scaling sweep.
+- :mod:`.lm_corpora` -- the language-modelling streams of the scaling sweep: endless
+  grammar sentences with an exact floor, the documentation's characters.
 - :mod:`.documents` -- the ``<|endoftext|>`` document format of the pretrained models,
   their reserved special tokens and fixed evaluation documents.
 - :mod:`.batching` -- random windows of a token stream, padded batches.
@@ -32,6 +36,11 @@ from llmcourse.data.grammar import (
     Sample,
     english_grammar,
 )
+from llmcourse.data.lexicon import (
+    invented_words,
+    lexical_grammar,
+    zipf_weights,
+)
 from llmcourse.data.lm_corpora import (
     SEPARATOR,
     CharacterCorpus,
@@ -49,6 +58,9 @@ from llmcourse.data.prose import (
 )
 
 __all__ = [
+    "invented_words",
+    "lexical_grammar",
+    "zipf_weights",
     "CharacterCorpus",
     "END",
     "EOT",

@@ -39,7 +39,6 @@ SEPARATOR = EOS
 """The token before every sentence of a grammar stream, ``</s>``."""
 
 
-
 def grammar_vocabulary(grammar: Grammar | None = None) -> Vocab:
     """``<unk>``, ``</s>`` and every word of the grammar (alphabetically): 62 tokens for
     the course grammar."""
@@ -95,12 +94,15 @@ class GrammarEvalSet:
     floor: float
 
 
-def grammar_eval_set(n: int, seed: int, max_length: int = 64) -> GrammarEvalSet:
-    """``n`` sentences drawn with ``seed`` (sentences of ``max_length`` words or more are
-    left out, so that each fits a context of ``max_length``)."""
+def grammar_eval_set(
+    n: int, seed: int, max_length: int = 64, grammar: Grammar | None = None
+) -> GrammarEvalSet:
+    """``n`` sentences of ``grammar`` (default: the course grammar) drawn with ``seed``
+    (sentences of ``max_length`` words or more are left out, so that each fits a
+    context of ``max_length``)."""
     check_int("n", n)
     check_int("max_length", max_length, minimum=2)
-    grammar = english_grammar()
+    grammar = grammar or english_grammar()
     vocab = grammar_vocabulary(grammar)
     sentences = [s for s in grammar.generate(n, seed=seed) if len(s.tokens) < max_length]
     length = max(len(s.tokens) for s in sentences) + 1

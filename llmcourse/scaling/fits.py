@@ -58,7 +58,13 @@ class PowerLaw:
         if not self.exponent < 0:
             raise ValueError(f"Kaplan's form needs a decreasing law, got exponent {self.exponent}")
         alpha = -self.exponent
-        return self.coefficient ** (1 / alpha), alpha
+        try:
+            return math.exp(math.log(self.coefficient) / alpha), alpha
+        except OverflowError:
+            raise ValueError(
+                f"x_c overflows: the law is nearly flat (alpha = {alpha:.3g}); use the "
+                "coefficient form"
+            ) from None
 
 
 def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:

@@ -1,9 +1,10 @@
 """The results of the course's scaling sweep, shipped with the package.
 
-``recipes/scaling_sweep.py`` trained the runs (about an hour on two CPU cores) and
-wrote ``results/sweep.json``; :func:`load_sweep` reads it. Each run is a record of
-:func:`llmcourse.scaling.sweep.train_run` plus its ``group`` (``"isoflop grammar
-1e+12"``, ``"fixed-D grammar"``, ``"isoflop prose 3e+11"``, ``"data-limited prose"``).
+``recipes/scaling_sweep.py`` trained the runs (its wall time on two CPU cores is the
+file's ``wall_seconds``) and wrote ``results/sweep.json``; :func:`load_sweep` reads it.
+Each run is a record of :func:`llmcourse.scaling.sweep.train_run` plus its ``group``
+(``"isoflop lexicon 1e+12"``, ``"fixed-D lexicon"``, ``"fixed-D grammar"``,
+``"isoflop prose 3e+11"``, ``"data-limited prose"``).
 ``tests/test_scaling_sweep.py`` reruns the smallest runs and checks that they
 reproduce the shipped losses, so the file cannot drift from the code.
 """

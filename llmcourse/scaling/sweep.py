@@ -8,8 +8,10 @@ is the run's own (Hoffmann et al., 2022: a schedule longer than the run overesti
 its loss), and evaluated on held-out text along the way. Everything else is fixed, so
 that the runs differ in ``N`` and ``D`` only:
 
-- the corpora of :mod:`llmcourse.data.lm_corpora`: fresh grammar sentences (unlimited
-  data, exact floor) or the Python documentation's characters (about 240,000,
+- the corpora of :mod:`llmcourse.data.lm_corpora`: fresh sentences of the course
+  grammar (``"grammar"``) or of the Zipfian lexical grammar
+  (:func:`~llmcourse.data.lexicon.lexical_grammar`, ``"lexicon"``), unlimited data with
+  an exact floor, or the Python documentation's characters (``"prose"``, about 240,000,
   repeated by long runs; ``unique`` of them for a data-limited run);
 - batches of 16 windows of 64 tokens (1,024 tokens per step);
 - a learning rate that shrinks with the width, ``2e-3 x 128 / d``, as wider models need
@@ -35,6 +37,8 @@ from torch import nn
 from llmcourse.checks import check_choice, check_int
 from llmcourse.classic.rnn_models import RNNLanguageModel
 from llmcourse.data.batching import random_blocks
+from llmcourse.data.grammar import Grammar, english_grammar
+from llmcourse.data.lexicon import lexical_grammar
 from llmcourse.data.lm_corpora import (
     CharacterCorpus,
     GrammarEvalSet,
@@ -54,7 +58,7 @@ from llmcourse.training.objectives import next_token_loss
 BATCH_SIZE, CONTEXT = 16, 64
 TOKENS_PER_STEP = BATCH_SIZE * CONTEXT
 GRAMMAR_EVAL_SEED, GRAMMAR_EVAL_SENTENCES = 7, 1000
-CORPORA = ("grammar", "prose")
+CORPORA = ("grammar", "lexicon", "prose")
 ARCHITECTURES = ("gpt", "lstm")
 
 SIZES: dict[str, tuple[int, int]] = {
@@ -80,7 +84,7 @@ class RunSpec:
     """What one run trains.
 
     Attributes:
-        corpus: ``"grammar"`` or ``"prose"``.
+        corpus: ``"grammar"``, ``"lexicon"`` or ``"prose"``.
         arch: ``"gpt"`` or ``"lstm"``.
         size: a key of :data:`SIZES` (GPT) or :data:`LSTM_SIZES` (LSTM).
         tokens: training tokens ``D``, a multiple of 1,024.
@@ -127,9 +131,18 @@ def learning_rate(d_model: int) -> float:
 
 
 @cache
-def grammar_eval() -> GrammarEvalSet:
-    """The held-out grammar sentences of every run."""
-    return grammar_eval_set(GRAMMAR_EVAL_SENTENCES, GRAMMAR_EVAL_SEED, max_length=CONTEXT)
+def grammar_of(corpus: str) -> Grammar:
+    """The grammar of a grammar corpus: the course grammar or the lexical grammar."""
+    check_choice("corpus", corpus, ("grammar", "lexicon"))
+    return english_grammar() if corpus == "grammar" else lexical_grammar()
+
+
+@cache
+def grammar_eval(corpus: str = "grammar") -> GrammarEvalSet:
+    """The held-out sentences of every run on a grammar corpus."""
+    return grammar_eval_set(
+        GRAMMAR_EVAL_SENTENCES, GRAMMAR_EVAL_SEED, max_length=CONTEXT, grammar=grammar_of(corpus)
+    )
 
 
 @cache
@@ -140,7 +153,10 @@ def prose() -> CharacterCorpus:
 def build_model(spec: RunSpec) -> tuple[nn.Module, int, dict]:
     """The run's model (seeded), its non-embedding parameters ``N`` and its FLOPs per
     token (for an LSTM: ``6 N`` plus the output layer; no attention)."""
-    vocab_size = len(grammar_vocabulary()) if spec.corpus == "grammar" else len(prose().vocab)
+    if spec.corpus == "prose":
+        vocab_size = len(prose().vocab)
+    else:
+        vocab_size = len(grammar_vocabulary(grammar_of(spec.corpus)))
     torch.manual_seed(spec.seed)
     if spec.arch == "gpt":
         config = gpt_config(spec.size, vocab_size)
@@ -166,9 +182,9 @@ def evaluate_run(model: nn.Module, spec: RunSpec) -> float:
         wrapped = _LogitsOnly(model)
     else:
         wrapped = model
-    if spec.corpus == "grammar":
-        return sentence_loss(wrapped, grammar_eval())
-    return stream_loss(wrapped, prose().validation, CONTEXT)
+    if spec.corpus == "prose":
+        return stream_loss(wrapped, prose().validation, CONTEXT)
+    return sentence_loss(wrapped, grammar_eval(spec.corpus))
 
 
 class _LogitsOnly(nn.Module):
@@ -181,8 +197,10 @@ class _LogitsOnly(nn.Module):
 
 
 def training_batches(spec: RunSpec):
-    if spec.corpus == "grammar":
-        return grammar_batches(BATCH_SIZE, CONTEXT, seed=spec.seed + 1)
+    if spec.corpus != "prose":
+        return grammar_batches(
+            BATCH_SIZE, CONTEXT, seed=spec.seed + 1, grammar=grammar_of(spec.corpus)
+        )
     text = prose().train if spec.unique is None else prose().train[: spec.unique]
     return random_blocks(text, CONTEXT, BATCH_SIZE, seed=spec.seed + 1)
 
