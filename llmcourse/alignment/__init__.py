@@ -8,6 +8,11 @@
   generalised advantage estimation.
 - :mod:`.losses` -- REINFORCE, PPO's clipped surrogate and value loss, KL estimators,
   DPO.
+- :mod:`.reward_model` -- reward and value models: a GPT's Transformer with a scalar head.
+- :mod:`.rollout` -- responses sampled from a policy, packed into one padded batch.
+- :mod:`.pairs` -- preference pairs; the reward model's and DPO's losses on them.
+- :mod:`.policy_optimization` -- one step of REINFORCE, PPO or GRPO: rollout, score,
+  advantages, update (with gradient accumulation); evaluating a policy.
 """
 
 from llmcourse.alignment.advantages import (
@@ -34,34 +39,84 @@ from llmcourse.alignment.losses import (
     reduce_tokens,
     value_loss,
 )
+from llmcourse.alignment.pairs import (
+    PreferencePairs,
+    dpo_pair_loss,
+    pair_logprobs,
+    pairs_from_rollout,
+    reward_model_loss,
+)
+from llmcourse.alignment.policy_optimization import (
+    BASELINES,
+    METHODS,
+    Experience,
+    RLConfig,
+    collect_experience,
+    evaluate_policy,
+    last_token_index,
+    rl_step,
+    sequence_rewards,
+    token_rewards,
+    update_policy,
+)
 from llmcourse.alignment.preferences import (
     noise_ceiling,
     pairwise_loss,
     preference_probability,
     sample_preferences,
 )
+from llmcourse.alignment.reward_model import (
+    ScalarModel,
+    check_lengths,
+)
+from llmcourse.alignment.rollout import (
+    Rollout,
+    sample_rollout,
+    sequence_lengths,
+)
 
 __all__ = [
+    "BASELINES",
+    "Experience",
     "KL_ESTIMATORS",
+    "METHODS",
+    "PreferencePairs",
     "REDUCTIONS",
+    "RLConfig",
+    "Rollout",
+    "ScalarModel",
+    "check_lengths",
     "check_mask_like",
+    "collect_experience",
     "dpo_loss",
+    "dpo_pair_loss",
+    "evaluate_policy",
     "gae",
     "gather_logprobs",
     "group_advantages",
     "kl_estimate",
+    "last_token_index",
     "masked_mean",
     "masked_sum",
     "noise_ceiling",
+    "pair_logprobs",
+    "pairs_from_rollout",
     "pairwise_loss",
     "policy_gradient_loss",
     "ppo_clipped_loss",
     "preference_probability",
     "reduce_tokens",
     "response_logprobs",
+    "reward_model_loss",
+    "rl_step",
     "sample_preferences",
+    "sample_rollout",
+    "sequence_lengths",
     "sequence_logprob",
+    "sequence_rewards",
     "token_entropy",
+    "token_rewards",
+    "update_policy",
     "value_loss",
     "whiten",
 ]

@@ -92,5 +92,3 @@ def sequence_logprob(logprobs: Tensor, mask: Tensor) -> Tensor:
     """``log p(response | prompt)``: the per-token log-probabilities summed over each
     response, ``(batch, time)`` -> ``(batch,)``."""
     return masked_sum(logprobs, mask, dim=1)
-
-

@@ -112,10 +112,13 @@ def ppo_clipped_loss(
     return loss, masked_mean(stopped.detach(), mask)
 
 
-def value_loss(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
-    """The value model's loss, ``0.5 * mean((V - returns)^2)`` over the response tokens."""
+def value_loss(
+    values: Tensor, returns: Tensor, mask: Tensor, reduction: str = "token-mean"
+) -> Tensor:
+    """The value model's loss, ``0.5 (V - returns)^2`` reduced over the response tokens
+    (:func:`reduce_tokens`)."""
     _check_same(values=values, returns=returns)
-    return 0.5 * masked_mean((values - returns.detach()) ** 2, mask)
+    return 0.5 * reduce_tokens((values - returns.detach()) ** 2, mask, reduction)
 
 
 def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, kind: str = "k1") -> Tensor:
