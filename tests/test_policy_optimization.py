@@ -207,3 +207,21 @@ def test_each_method_raises_a_verifiable_reward(method):
     )
     assert after["target"] > before["target"] + 0.2
     assert after["kl"] > 0.1 and before["kl"] == 0.0
+
+
+def test_updates_run_without_dropout_and_restore_the_mode():
+    """A policy with dropout gives the same update in train and eval mode (the update
+    switches dropout off, so the first ratio to the sampler is exactly 1), and comes
+    back in the mode it was in."""
+    policy = random_gpt(seed=0, vocab_size=VOCAB, block_size=16, scale=2.0, dropout=0.5)
+    reference = copy.deepcopy(policy)
+    rollout = sample_rollout(policy, PROMPTS, 2, 5, EOS, PAD, generator=torch.Generator())
+    config = RLConfig("grpo", group_size=2, grad_clip=None)
+    exp = collect_experience(policy, reference, rollout, count_target(rollout).float(), config)
+    updated = []
+    for mode in (True, False):
+        model = copy.deepcopy(policy).train(mode)
+        update_policy(model, exp, config, torch.optim.SGD(model.parameters(), lr=1.0))
+        assert model.training is mode
+        updated.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(updated[0], updated[1])

@@ -236,28 +236,34 @@ def update_policy(
 
     Each minibatch's gradient is accumulated over ``microbatches`` pieces weighted by
     their share of the items the reduction averages (tokens for ``"token-mean"``,
-    responses otherwise), so that it equals the gradient of the whole minibatch.
+    responses otherwise), so that it equals the gradient of the whole minibatch. Dropout
+    is off (as in the rollout), so that before the first update the ratio to the
+    sampling policy is exactly 1; the models' modes are restored afterwards.
 
     Returns:
         The mean loss of the last epoch.
     """
     models = nn.ModuleDict({"policy": policy} | ({"value": value_model} if value_model else {}))
-    models.train()
-    losses = []
-    for _ in range(config.epochs):
-        losses = []
-        for minibatch in experience.split(config.minibatches):
-            pieces = minibatch.split(config.microbatches)
-            weights = [
-                float(piece.mask.sum()) if config.reduction == "token-mean" else len(piece)
-                for piece in pieces
-            ]
-            optimizer.zero_grad(set_to_none=True)
-            loss = accumulate_gradients(
-                lambda m, b: _loss(m, b, config), models, pieces, weights=weights
-            )
-            optimizer_step(optimizer, config.grad_clip)
-            losses.append(float(loss))
+    modes = [model.training for model in models.values()]
+    models.eval()  # no dropout: the log-probabilities must be those of the sampling policy
+    try:
+        for _ in range(config.epochs):
+            losses = []
+            for minibatch in experience.split(config.minibatches):
+                pieces = minibatch.split(config.microbatches)
+                weights = [
+                    float(piece.mask.sum()) if config.reduction == "token-mean" else len(piece)
+                    for piece in pieces
+                ]
+                optimizer.zero_grad(set_to_none=True)
+                loss = accumulate_gradients(
+                    lambda m, b: _loss(m, b, config), models, pieces, weights=weights
+                )
+                optimizer_step(optimizer, config.grad_clip)
+                losses.append(float(loss))
+    finally:
+        for model, mode in zip(models.values(), modes, strict=True):
+            model.train(mode)
     return sum(losses) / len(losses)
 
 
