@@ -1,7 +1,7 @@
 """The results of the course's scaling sweep, shipped with the package.
 
-``recipes/scaling_sweep.py`` trained the runs (its wall time on two CPU cores is the
-file's ``wall_seconds``) and wrote ``results/sweep.json``; :func:`load_sweep` reads it.
+``recipes/scaling_sweep.py`` trained the runs (each record's ``seconds`` is its time on
+one CPU core) and wrote ``results/sweep.json``; :func:`load_sweep` reads it.
 Each run is a record of :func:`llmcourse.scaling.sweep.train_run` plus its ``group``
 (``"isoflop lexicon 1e+12"``, ``"fixed-D lexicon"``, ``"fixed-D grammar"``,
 ``"isoflop prose 3e+11"``, ``"data-limited prose"``).
