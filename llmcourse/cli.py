@@ -68,20 +68,24 @@ def _grade(args: argparse.Namespace) -> int:
     )
     for result in results:
         print(report.text(result))
-    print(f"wrote {args.out / 'gradebook.csv'}, logs/ and gradescope/ in {args.out}")
+    out = report.safe_text(args.out)
+    print(f"wrote {out}/gradebook.csv, logs/ and gradescope/ in {out}")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
     from llmcourse.grading import report
+    from llmcourse.grading.batch import limit_memory
     from llmcourse.grading.grade import grade_file
 
     if not args.notebook.is_file():
         raise FileNotFoundError(f"no such notebook: {args.notebook}")
-    result = grade_file(args.notebook, _grading_options(args, visible_only=True))
+    options = _grading_options(args, visible_only=True)
+    limit_memory(options.limits.grader_memory)
+    result = grade_file(args.notebook, options)
     hidden = result.get("tests_not_run", 0)
     extra = f"; the grade also runs {hidden} hidden test{'s' * (hidden != 1)}" if hidden else ""
-    print(f"Self-check of {args.notebook.name} (visible tests{extra})")
+    print(f"Self-check of {report.safe_text(args.notebook.name)} (visible tests{extra})")
     print(report.text(result, student_view=True))
     passed = result["status"] == "graded" and all(
         a["status"] == "passed" for a in result["answers"]
@@ -132,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as err:
-        print(f"llmcourse {args.command}: {err}", file=sys.stderr)
+        from llmcourse.grading.report import safe_text
+
+        print(f"llmcourse {args.command}: {safe_text(err, lines=True)}", file=sys.stderr)
         return 2
 
 

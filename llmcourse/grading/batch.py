@@ -3,14 +3,15 @@
 Each worker is a Python process (``python -m llmcourse.grading.batch OPTIONS``: paths
 in on stdin, one JSON result per line out) that grades submissions one at a time with
 :func:`~llmcourse.grading.grade.grade_file` (pytest in the worker, the student's code
-in the worker's sandboxed kernels). The parent only schedules, writes
-results, and watches: a worker that dies or overruns its submission's time gets that
-submission an ``error`` result, is killed together with its kernels, and is replaced;
-so every submission gets exactly one result and the batch always finishes. Workers are
-replaced after a few submissions anyway, which bounds the memory a worker can
-accumulate.
+in kernels forked by the worker's fork server of each exercise), under a memory limit
+of its own (``Limits.grader_memory``). The parent only schedules (a worker keeps to one
+exercise while it can, so that it starts few fork servers), writes results, and
+watches: a worker that dies or overruns its submission's time gets that submission an
+``error`` result, is killed together with its kernels, and is replaced, and what it
+left in the temporary folder is removed; so every submission gets exactly one result
+and the batch always finishes. Workers are also replaced after many submissions.
 
-Output, in ``out`` (never beside the submissions; hidden from the kernels)::
+Output, in ``out`` (never beside the submissions; kernels never see it)::
 
     gradebook.csv                 one row per submission, one column per answer
     logs/<student>.json           the full result (see grade_file), the resume key
@@ -26,23 +27,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import select
 import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from tqdm.auto import tqdm
 
 from llmcourse.grading import report
-from llmcourse.grading.grade import Options, check_options, grade_file, sha256
-from llmcourse.grading.kernel import kernel_uids, kill_user_processes
+from llmcourse.grading.folders import remove_folders_of
+from llmcourse.grading.grade import Options, check_options, exercise_hint, grade_file, sha256
+from llmcourse.grading.sandbox import kernel_uids, kill_user_processes
 
-TASKS_PER_WORKER = 20
+TASKS_PER_WORKER = 100  # then a fresh worker (its memory grows ~0.2 MiB per submission)
 
 
 def submissions_in(paths: list[Path]) -> list[Path]:
@@ -91,9 +93,18 @@ def resume_key(path: Path, options: Options) -> str:
     return digest.hexdigest()
 
 
+def limit_memory(limit: int) -> None:
+    """Cap this process's address space (soft limit: its children may set their own)."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    soft = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def worker_main(options: Options) -> None:
     """A worker process: grade each path read from stdin; write each result as one JSON
-    line to the original stdout (anything else printed goes to stderr)."""
+    line to the original stdout (anything else printed goes to stderr). Its memory is
+    capped (``Limits.grader_memory``): what a kernel sends cannot exhaust the machine."""
+    limit_memory(options.limits.grader_memory)
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     for line in sys.stdin:
@@ -115,6 +126,7 @@ class _Worker:
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, bufsize=0
         )
         self.buffer = b""
+        self.exercise = ""  # what it grades (see _Pool.run)
         self.path: Path | None = None
         self.started = 0.0
         self.graded = 0
@@ -140,13 +152,19 @@ class _Worker:
         return json.loads(line)
 
     def stop(self) -> None:
-        """Kill the worker and every kernel it started."""
+        """Kill the worker and every kernel it started; remove what it left."""
         self.process.kill()
         self.process.wait()
+        self.cleanup()
+        self._close_pipes()
+
+    def cleanup(self) -> None:
+        """Once the worker is dead: kill its kernels (they die with it, this is a safety
+        net) and remove its runtime folders."""
         if os.geteuid() == 0:
             for uid in kernel_uids(self.process.pid):
                 kill_user_processes(uid)
-        self._close_pipes()
+        remove_folders_of(self.process.pid)
 
     def retire(self) -> None:
         """Let an idle worker exit (it stops at the end of its input); kill it if it hangs."""
@@ -155,6 +173,8 @@ class _Worker:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.stop()
+            return
+        self.cleanup()
 
     def _close_pipes(self) -> None:
         for pipe in (self.process.stdin, self.process.stdout):
@@ -174,15 +194,26 @@ class _Pool:
         self.limit = options.limits.submission_timeout + options.limits.grader_margin
 
     def run(self, paths: list[Path], on_result: Callable[[dict[str, Any]], None]) -> None:
-        """Grade ``paths``, calling ``on_result(result)`` as each is done."""
-        todo = list(reversed(paths))
+        """Grade ``paths``, calling ``on_result(result)`` as each is done. A worker takes
+        the submissions of one exercise while there are any, then those of the largest
+        exercise no other worker grades (if none, the largest), so that workers start few
+        fork servers (they are per exercise)."""
+        todo: dict[str, list[Path]] = {}
+        for path in reversed(paths):
+            todo.setdefault(exercise_hint(path, self.options), []).append(path)
         while todo or any(w.path for w in self.workers):
             for i, worker in enumerate(self.workers):
                 if worker.path is None and todo:
                     if worker.graded >= TASKS_PER_WORKER:  # a fresh worker, to bound memory
                         worker.retire()
                         worker = self.workers[i] = _Worker(self.options, self.log)
-                    worker.send(todo.pop())
+                    if worker.exercise not in todo:
+                        taken = {w.exercise for w in self.workers if w is not worker}
+                        free = [name for name in todo if name not in taken] or list(todo)
+                        worker.exercise = max(free, key=lambda name: len(todo[name]))
+                    worker.send(todo[worker.exercise].pop())
+                    if not todo[worker.exercise]:
+                        del todo[worker.exercise]
             busy = [w for w in self.workers if w.path is not None]
             select.select([w.process.stdout for w in busy], [], [], 1.0)
             for i, worker in enumerate(self.workers):
@@ -190,6 +221,7 @@ class _Pool:
                     result = self._collect(worker)
                     if result is not None:
                         if worker.process.poll() is not None:
+                            worker.cleanup()
                             self.workers[i] = _Worker(self.options, self.log)
                         on_result(result)
 
@@ -243,9 +275,8 @@ def grade_batch(
         raise ValueError(f"--out {out} is beside the submissions: choose a folder elsewhere")
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
-        duplicated = sorted({s for s in stems if stems.count(s) > 1})
+        duplicated = sorted({report.safe_text(s) for s in stems if stems.count(s) > 1})
         raise ValueError(f"several submissions are named {', '.join(duplicated)}")
-    options = replace(options, hide=(*options.hide, out, *folders))
     results: dict[Path, dict[str, Any]] = {}
     todo = []
     for path in paths:
@@ -268,7 +299,7 @@ def grade_batch(
             report.gradescope(result), out / "gradescope" / path.stem / "results.json"
         )
         results[path] = result
-        bar.set_postfix_str(f"{path.stem}: {result['score']:g}", refresh=False)
+        bar.set_postfix_str(f"{report.safe_text(path.stem)}: {result['score']:g}", refresh=False)
         bar.update()
 
     if todo:

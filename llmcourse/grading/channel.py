@@ -40,6 +40,7 @@ from typing import Any
 
 MAX_DEPTH = 100
 MAX_ITEMS = 2_000_000
+RESPONSE_VALUES = 2 * MAX_ITEMS + 1000  # a $dict entry is a pair: two values per item
 DTYPES = {
     "bool": 1, "uint8": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "float16": 2,
     "bfloat16": 2, "float32": 4, "float64": 8, "complex64": 8, "complex128": 16,
@@ -276,10 +277,18 @@ def parse_response(text: str) -> tuple[str, Any]:
     Raises:
         ProtocolError: the text (untrusted) is not such a response.
     """
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as err:
-        raise ProtocolError(f"not valid JSON: {err}") from None
+    from llmcourse.grading.replies import bounded_loads  # in the grader only, never the kernel
+
+    return check_response(bounded_loads(text.encode(), RESPONSE_VALUES))
+
+
+def check_response(data: Any) -> tuple[str, Any]:
+    """:func:`parse_response` for a response already parsed (by the kernel's
+    ``application/json`` formatter and :mod:`llmcourse.grading.replies`).
+
+    Raises:
+        ProtocolError: ``data`` (untrusted) is not such a response.
+    """
     if type(data) is not dict or len(data) != 1:
         raise ProtocolError("a response is {'ok': value} or {'error': {...}}")
     ((key, body),) = data.items()
@@ -298,7 +307,8 @@ def parse_response(text: str) -> tuple[str, Any]:
     return "error", fields
 
 
-def _reject_constant(name: str) -> None:
+def reject_constant(name: str) -> None:
+    """For ``json.loads(parse_constant=...)``: NaN and Infinity travel as ``$float`` tags."""
     raise ProtocolError(f"JSON constant {name} is not allowed")
 
 
@@ -315,16 +325,30 @@ def call_expression(request: str, result_limit: int) -> str:
     """A Python expression that, evaluated in the kernel's namespace, performs the call.
 
     It executes the source of this module in a fresh dictionary and returns
-    :func:`kernel_call`'s JSON text; the kernel's globals are only read. Built-ins are
-    reached through the ``builtins`` module, so a student's global named ``exec`` or
-    ``compile`` does not get in the way.
+    :func:`kernel_call`'s response as a :class:`Response`, which IPython sends as
+    ``application/json`` data (so the grader parses it once, as JSON); the kernel's
+    globals are only read. Built-ins are reached through the ``builtins`` module, so a
+    student's global named ``exec`` or ``compile`` does not get in the way.
     """
     code = _source()
     return (
         "(lambda b, ns: (b.exec(b.compile(ns['src'], '<llmcourse channel>', 'exec'), ns),"
-        f" ns['kernel_call'](b.globals(), {request!r}, {result_limit}))[1])"
+        f" ns['Response'](ns['kernel_call'](b.globals(), {request!r}, {result_limit})))[1])"
         f"(__import__('builtins'), {{'__name__': 'llmcourse_channel', 'src': {code!r}}})"
     )
+
+
+class Response:
+    """A call's response in the kernel: IPython shows it as ``application/json``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_json_(self) -> Any:
+        return json.loads(self.text)
+
+    def __repr__(self) -> str:
+        return "<llmcourse call response>"
 
 
 @functools.cache

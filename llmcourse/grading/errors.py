@@ -4,7 +4,10 @@ Every failure is a :class:`StudentError` with a ``kind`` (below) and a one-line
 ``summary`` for feedback. An exception the student's function raised is re-raised as
 a class that is both a :class:`StudentError` and the matching built-in exception, so
 ``pytest.raises(ValueError)`` accepts a student's ``ValueError`` (or a subclass of
-it) and nothing else.
+it) and nothing else. A call that reached code the answer must write itself (see
+:mod:`llmcourse.grading.offlimits`) fails as ``off_limits``: "attention uses
+torch.nn.functional.scaled_dot_product_attention, which this exercise asks you to
+write".
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from functools import cache
 
 KINDS = {
     "raised": "raised an exception",
+    "off_limits": "uses a function this exercise asks you to write",
     "not_implemented": "not implemented yet",
     "memory": "ran out of memory",
     "undefined": "function not defined",
@@ -26,6 +30,7 @@ KINDS = {
     "answer_failed": "the answer cell failed",
     "setup_failed": "the exercise's setup failed (grader problem)",
 }
+OFF_LIMITS = "OffLimitsError"  # see llmcourse.grading.blocking
 RERAISED = (
     "NotImplementedError", "RecursionError", "ZeroDivisionError", "OverflowError",
     "FloatingPointError", "ArithmeticError", "UnboundLocalError", "NameError", "KeyError",
@@ -81,10 +86,12 @@ def raised(
     """
     builtin = next((b for b in bases if b in RERAISED), None)
     kind = "raised"
+    summary = f"{function} raised {type_name}" + (f": {message}" if message else "")
     if builtin == "NotImplementedError":
         kind = "not_implemented"
     elif builtin == "MemoryError" or "can't allocate memory" in message:
         kind = "memory"
-    summary = f"{function} raised {type_name}" + (f": {message}" if message else "")
+    elif type_name == OFF_LIMITS:  # never accepted as the exception a test expects
+        kind, summary, builtin = "off_limits", f"{function} {message}", None
     cls = _reraise_class(builtin) if builtin else StudentError
     return cls(message, kind, summary, type_name, student_traceback)

@@ -7,9 +7,11 @@ from which :mod:`llmcourse.grading.report` derives the gradebook row, the Grades
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,17 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import llmcourse
-from llmcourse.grading.kernel import probe_sandbox
+from llmcourse.grading import offlimits
 from llmcourse.grading.limits import Limits
 from llmcourse.grading.notebook import (
+    Assembled,
     Exercise,
     InvalidSubmission,
+    api_names,
     assemble,
     match_exercise,
     read_submission,
 )
 from llmcourse.grading.runner import GradingPlugin, run_tests
+from llmcourse.grading.sandbox import probe_sandbox
 from llmcourse.grading.session import AnswerLog, GradingSession
+from llmcourse.grading.spawner import ServerSpec, server_for
 
 REPO = Path(llmcourse.__file__).resolve().parents[1]
 
@@ -92,15 +98,12 @@ class Options:
         limits: resource limits.
         exercise: grade every submission as this exercise (default: match each).
         visible_only: run only visible tests (the self-check).
-        hide: folders the kernel must not see, besides tests and exercises
-            (submissions, results).
     """
 
     course: Course = field(default_factory=Course.default)
     limits: Limits = field(default_factory=Limits)
     exercise: str | None = None
     visible_only: bool = False
-    hide: tuple[Path, ...] = ()
 
     def to_json(self) -> str:
         """These options as JSON text (for worker processes)."""
@@ -110,7 +113,6 @@ class Options:
                 "limits": self.limits.as_dict(),
                 "exercise": self.exercise,
                 "visible_only": self.visible_only,
-                "hide": [str(p) for p in self.hide],
             }
         )
 
@@ -124,7 +126,6 @@ class Options:
             Limits(**data["limits"]),
             data["exercise"],
             data["visible_only"],
-            tuple(Path(p) for p in data["hide"]),
         )
 
 
@@ -165,7 +166,7 @@ def grade_file(path: Path, options: Options) -> dict[str, Any]:
         its cells printed), ``tests`` (per test case,
         see :class:`~llmcourse.grading.runner.TestResult`), ``tests_not_run`` (not
         visible, with ``visible_only``), ``notes``, ``errors``, ``sandbox``, ``limits``,
-        ``seconds``.
+        ``grader_memory_mib`` (the grading process's peak memory so far), ``seconds``.
 
     Raises:
         ValueError: bad options (see :func:`check_options`).
@@ -186,11 +187,7 @@ def grade_file(path: Path, options: Options) -> dict[str, Any]:
         "limits": options.limits.as_dict(),
     }
     try:
-        notebook = read_submission(path, options.limits.notebook_size)
-        exercises = {
-            n: course.exercise(n) for n in ([options.exercise] if options.exercise else names)
-        }
-        exercise = match_exercise(notebook, path.name, exercises)
+        notebook, exercise = _read_and_match(path, options)
     except InvalidSubmission as err:
         name = options.exercise or _guess(path.name, names)
         result.update(status="invalid", message=str(err), exercise=name)
@@ -202,18 +199,77 @@ def grade_file(path: Path, options: Options) -> dict[str, Any]:
         result["seconds"] = round(time.monotonic() - start, 2)
         return result
     assembled = assemble(notebook, exercise)
-    sandbox = probe_sandbox(
-        [course.tests, course.exercises, *options.hide, REPO / "solutions", REPO / "tests"]
-    )
+    sandbox = probe_sandbox()
     result.update(exercise=exercise.name, notes=assembled.notes, sandbox=sandbox.describe())
-    with GradingSession(assembled, options.limits, sandbox) as session:
+    try:
+        rules = offlimits.Rules.read(course.tests_file(exercise.name))
+        spec = server_spec(exercise, rules)
+    except (offlimits.RulesError, SyntaxError) as err:
+        result.update(status="error", message=f"the grading tests' declarations: {err}")
+        result.update(_summary(None, None, result), seconds=round(time.monotonic() - start, 2))
+        return result
+    server = server_for(sandbox, options.limits, spec)  # warms up while pytest collects
+    with GradingSession(assembled, options.limits, server, rules.stand_ins) as session:
         plugin = run_tests(
             course.tests_file(exercise.name), exercise, session, options.visible_only
         )
     result.update(_summary(plugin, session, result))
     result["output"] = {"printed": session.outputs.seen, "kept": session.outputs.kept}
+    result["grader_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     result["seconds"] = round(time.monotonic() - start, 2)
     return result
+
+
+def _read_and_match(path: Path, options: Options) -> tuple[dict[str, Any], Exercise]:
+    """The submission's notebook and the exercise it answers.
+
+    Raises:
+        InvalidSubmission: it cannot be read, or matched to an exercise.
+    """
+    notebook = read_submission(path, options.limits.notebook_size)
+    names = [options.exercise] if options.exercise else options.course.names()
+    exercises = {name: options.course.exercise(name) for name in names}
+    return notebook, match_exercise(notebook, path.name, exercises)
+
+
+def exercise_hint(path: Path, options: Options) -> str:
+    """The exercise ``path`` will be graded as, or "" (a batch groups its work by it)."""
+    try:
+        return _read_and_match(path, options)[1].name
+    except (InvalidSubmission, OSError):
+        return ""
+
+
+def server_spec(exercise: Exercise, rules: offlimits.Rules) -> ServerSpec:
+    """What the fork server of ``exercise`` prepares: the modules its cells import, and
+    what is off limits in the kernel of each answer.
+
+    Raises:
+        offlimits.RulesError: a declaration names nothing.
+    """
+    answers = {
+        answer: offlimits.entries(rules, answer, api_names(source))
+        for answer, source in exercise.answers.items()
+    }
+    modules = {e["module"] for entries in answers.values() for e in entries if "module" in e}
+    sources = [step.source for step in exercise.steps]
+    imports = sorted(set().union(*map(_imported_modules, sources)) | modules)
+    return ServerSpec(tuple(imports), json.dumps(answers, sort_keys=True))
+
+
+def _imported_modules(source: str) -> set[str]:
+    """The modules a cell imports (``import a.b``, ``from a.b import c``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
 
 
 def _guess(filename: str, names: list[str]) -> str | None:
@@ -248,6 +304,7 @@ def _summary(
             "notes": _notes(log),
             "output": log.output if log else "",
         }
+        failed = [t for t in mine if not t.passed]
         if session and answer in session.assembled.problems:
             entry.update(status="missing", message=session.assembled.problems[answer])
         elif log and log.failure:
@@ -257,11 +314,17 @@ def _summary(
                 status="not_implemented",
                 message="not implemented yet: replace `raise NotImplementedError()` with your code",
             )
-        elif any(t.passed for t in mine) and not all(t.passed for t in mine):
+        elif failed and all(t.kind == "off_limits" for t in failed):
+            messages = sorted({t.message for t in failed})
+            entry.update(status="failed" if len(failed) == len(mine) else "partial")
+            entry["message"] = "; ".join(messages)
+        elif any(t.passed for t in mine) and failed:
             entry["status"] = "partial"
         answers.append(entry)
-    errors = list(plugin.errors) if plugin else []
     if session:
+        _blame_earlier_answers(answers, session.assembled, session.stand_ins)
+    errors = list(plugin.errors) if plugin else []
+    if session:  # answer cells run by the grader's own code (setup, stand-ins) that failed
         errors += [
             f"answer:{answer}: {log.failure}"
             for answer, log in session.logs.items()
@@ -278,3 +341,30 @@ def _summary(
     if errors and result["status"] == "graded":
         summary.update(status="error", message="; ".join(errors)[:2000])
     return summary
+
+
+def _blame_earlier_answers(
+    answers: list[dict[str, Any]], assembled: Assembled, stand_ins: dict[str, str]
+) -> None:
+    """Say, for each answer that uses an earlier one that lost points, how that was
+    handled: graded with the earlier answer's stand-in (the mistake costs points once),
+    or, without a stand-in and when this answer lost points too, that its failures may
+    come from the earlier answer."""
+    lost = {a["id"] for a in answers if a["score"] < a["max_score"]}
+    for entry in answers:
+        answer = entry["id"]
+        if answer not in assembled.answers:
+            continue
+        replaced = assembled.stand_in_dependencies(answer, stand_ins)
+        for other in sorted(replaced & lost):
+            entry["notes"].append(
+                f"graded with the reference answer:{other} in place of yours, so that its "
+                "mistakes cost points only once"
+            )
+        if answer not in lost:
+            continue
+        for other in sorted((assembled.dependencies(answer) - {answer} - replaced) & lost):
+            entry["notes"].append(
+                f"this answer uses answer:{other}, which lost points too: some of these "
+                f"failures may come from answer:{other}; fix it first"
+            )

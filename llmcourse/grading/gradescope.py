@@ -95,11 +95,7 @@ def run(root: Path, name: str) -> int:
     notebooks = sorted((root / "submission").rglob("*.ipynb"))
     notebooks = [p for p in notebooks if ".ipynb_checkpoints" not in p.parts]
     preferred = [p for p in notebooks if p.stem == name] or notebooks
-    options = Options(
-        course=Course(source / "exercises", source / "tests"),
-        exercise=name,
-        hide=(source, results, root / "submission"),
-    )
+    options = Options(course=Course(source / "exercises", source / "tests"), exercise=name)
     with tempfile.TemporaryDirectory(prefix="llmcourse-gradescope-") as out:
         if not preferred:
             message = "The submission has no .ipynb file: upload your saved notebook."

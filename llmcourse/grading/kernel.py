@@ -1,164 +1,41 @@
 """A sandboxed Jupyter kernel for untrusted code, and the limits around each execution.
 
-The kernel is ``python -m ipykernel_launcher`` from the grader's own interpreter
-(whatever kernel a submission names), started through :mod:`launcher`, which confines
-it before ``execve`` (see that module and :class:`Sandbox`). The grader talks to it
-with ``jupyter_client``'s :class:`~jupyter_client.session.Session` over ZeroMQ ``ipc``
-sockets (Unix sockets in the kernel's private runtime directory, which work across the
-network namespace that has no network). Every wait has a deadline: on a timeout the
-kernel's process group is interrupted, and killed when it does not stop within the
-grace period; a kernel is never reused after it was killed. Messages from the kernel
-are untrusted: sizes are capped at the socket (``MAXMSGSIZE``), printed output is kept
-up to a budget per execution and per submission, and a message that does not parse is
-dropped.
+A kernel is forked by the exercise's fork server (:mod:`llmcourse.grading.spawner`,
+:mod:`llmcourse.grading.forkserver`): an IPython kernel of the grader's own interpreter,
+whatever kernel a submission names, confined before it runs anything (see
+:mod:`llmcourse.grading.confine`). The grader talks to it with ``jupyter_client``'s
+:class:`~jupyter_client.session.Session` over ZeroMQ ``ipc`` sockets (Unix sockets in
+the kernel's private runtime folder, reached through the fork server's
+``/proc/<pid>/root``). Every wait has a deadline: on a timeout the kernel is
+interrupted, and killed when it does not stop within the grace period; a kernel is
+never reused after it was killed. Messages from the kernel are untrusted: sizes are
+capped before anything is parsed (:mod:`llmcourse.grading.replies`), printed output
+is kept up to a budget per execution and per submission, and a message that does not
+parse is dropped.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import secrets
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import zmq
-from jupyter_client.connect import write_connection_file
 from jupyter_client.session import Session
 
-import llmcourse
+from llmcourse.grading.channel import RESPONSE_VALUES
 from llmcourse.grading.limits import Limits, MiB
+from llmcourse.grading.replies import receive
+from llmcourse.grading.sandbox import kill_user_processes
+from llmcourse.grading.spawner import ForkServer, KernelProcess, SpawnError
 
-LAUNCHER = Path(__file__).with_name("launcher.py")
-UID_BASE = 200_000  # as root, kernels run as one of kernel_uids(pid of the grader process)
 POLL_S = 0.05
-IOPUB_MESSAGE = 4 * MiB  # larger output messages are dropped (output beyond the caps anyway)
+IOPUB_MESSAGE = MiB  # larger output messages are dropped (output beyond the caps anyway)
+IOPUB_VALUES = 100_000
+NO_REPLY_S = 1.0  # after the kernel went idle, how long its reply may take
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-@dataclass(frozen=True)
-class Sandbox:
-    """The protections every kernel of this grader gets.
-
-    Attributes:
-        uid: the first of the two users of this grader's kernels (:func:`kernel_uids`),
-            when the grader runs as root; None to run kernels as the grader's user.
-        namespaces: private network (none) and mount namespaces.
-        hide: directories replaced by an empty one in the kernel's view (with
-            namespaces only): tests, solutions, submissions, results.
-        missing: why a stronger sandbox could not be had here, if it could not.
-    """
-
-    uid: int | None
-    namespaces: bool
-    hide: tuple[str, ...] = ()
-    missing: str = ""
-
-    def describe(self) -> dict[str, str]:
-        """What is and is not isolated, in words, for logs and reports."""
-        return {
-            **({"unavailable": self.missing} if self.missing else {}),
-            "user": "a user of its own" if self.uid is not None else "the grader's own",
-            "network": "none (private network namespace)" if self.namespaces else "NOT isolated",
-            "filesystem": (
-                f"private /tmp, /dev/shm and home; hidden: {', '.join(self.hide) or 'nothing'}"
-                if self.namespaces
-                else "NOT isolated: the kernel can read what the grader's user can"
-            ),
-        }
-
-
-def _expose() -> list[str]:
-    """Directories the kernel's interpreter and packages live in."""
-    package_root = Path(llmcourse.__file__).resolve().parents[1]
-    paths = {sys.base_prefix, sys.prefix, str(package_root)}
-    return sorted(os.path.realpath(p) for p in paths)
-
-
-def kernel_uids(pid: int) -> tuple[int, int]:
-    """The two users the kernels of grader process ``pid`` run as (as root): a kernel and
-    the next one, launched early, never share a user, so killing every process of one
-    kernel's user never touches the other."""
-    return UID_BASE + 2 * pid, UID_BASE + 2 * pid + 1
-
-
-def _launcher_config(
-    sandbox: Sandbox, runtime: Path, limits: Limits, uid: int | None
-) -> dict[str, Any]:
-    rlimits = {
-        "AS": limits.memory,
-        "FSIZE": limits.file_size,
-        "CORE": 0,
-        "CPU": int(2 * limits.submission_timeout) + 10,
-    }
-    if uid is not None:
-        rlimits["NPROC"] = limits.processes  # counts per user: only with a user of its own
-    return {
-        "namespaces": sandbox.namespaces,
-        "uid": uid,
-        "gid": uid,
-        "home": str(runtime / "home"),
-        "keep": [str(runtime)],
-        "expose": _expose(),
-        "hide": [p for p in sandbox.hide if not _contains(p, [str(runtime), *_expose()])],
-        "tmpfs_bytes": limits.tmpfs,
-        "rlimits": rlimits,
-        "parent": os.getpid(),
-    }
-
-
-def _contains(directory: str, paths: list[str]) -> bool:
-    """Whether hiding ``directory`` would hide one of ``paths``."""
-    d = Path(directory).resolve()
-    return any(d == Path(p) or d in Path(p).parents for p in paths)
-
-
-@cache
-def _probe(uid: int | None, namespaces: bool) -> str:
-    """Why the launcher cannot apply this sandbox here ("" if it can; tried on ``pass``)."""
-    runtime = Path(tempfile.mkdtemp(prefix="llmcourse-probe-"))
-    try:
-        (runtime / "home").mkdir()
-        if uid is not None:
-            for path in (runtime, runtime / "home"):
-                os.chown(path, uid, uid)
-        config = _launcher_config(Sandbox(uid, namespaces), runtime, Limits(), uid)
-        command = [sys.executable, "-I", str(LAUNCHER), json.dumps(config), "--"]
-        command += [sys.executable, "-I", "-S", "-c", "pass"]
-        done = subprocess.run(command, capture_output=True, timeout=30, check=False)
-        return "" if done.returncode == 0 else done.stderr.decode(errors="replace").strip()[-300:]
-    except (OSError, subprocess.SubprocessError) as err:
-        return str(err)
-    finally:
-        shutil.rmtree(runtime, ignore_errors=True)
-
-
-def probe_sandbox(hide: list[Path] | tuple[Path, ...] = ()) -> Sandbox:
-    """The strongest sandbox this platform allows, hiding ``hide`` from the kernel.
-
-    Tries, in order: a dedicated user (as root) with namespaces, a dedicated user
-    alone, namespaces alone (also for non-root users, through a user namespace), and
-    finally plain resource limits.
-    """
-    uid = kernel_uids(os.getpid())[0] if os.geteuid() == 0 else None
-    candidates = [(uid, True), (uid, False)] if uid is not None else []
-    candidates += [(None, True), (None, False)]
-    failures = []
-    for user, namespaces in candidates:
-        failure = "" if user is None and not namespaces else _probe(user, namespaces)
-        if not failure:
-            hidden = tuple(sorted({str(Path(p).resolve()) for p in hide})) if namespaces else ()
-            return Sandbox(user, namespaces, hidden, "; ".join(failures[:1]))
-        failures.append(failure or "failed")
-    raise AssertionError("unreachable: plain limits always work")
 
 
 class OutputBudget:
@@ -183,10 +60,11 @@ class Execution:
     """What happened when the kernel ran one piece of code.
 
     Attributes:
-        status: "ok", "error" (the code raised), "timeout" or "died".
+        status: "ok", "error" (the code raised), "timeout", "died", or "protocol" (it
+            finished but its reply never came: too large, or not sent).
         ename, evalue, traceback: the error, if the code raised.
         output: printed output, capped; ``output_chars`` counts all of it.
-        detail: for a timeout or a death, what happened to the kernel.
+        detail: for a timeout, a death or a lost reply, what happened.
         out_of_memory: the run failed after the kernel's address space reached the limit.
         reply: the content of the kernel's execute_reply (untrusted).
     """
@@ -217,21 +95,29 @@ class KernelError(RuntimeError):
 class Kernel:
     """One sandboxed kernel process and the sockets to talk to it.
 
-    Use as a context manager; leaving it kills the kernel, everything it started,
-    and removes its files. ``slot`` (0 or 1) picks the user among :func:`kernel_uids`.
+    Use as a context manager; leaving it kills the kernel and everything it started
+    (its runtime folder goes with it). ``slot`` (0 or 1) picks the user among
+    :func:`~llmcourse.grading.sandbox.kernel_uids`.
+
+    Args:
+        server: the fork server of the exercise.
+        answer: the answer whose off-limits code the kernel must not have.
+        limits: time, memory and message limits.
+        outputs: the submission's output budget.
+        slot: which of the grader's two kernel users.
     """
 
     def __init__(
-        self, sandbox: Sandbox, limits: Limits, outputs: OutputBudget, slot: int = 0
+        self, server: ForkServer, answer: str, limits: Limits, outputs: OutputBudget, slot: int = 0
     ) -> None:
-        self.sandbox, self.limits, self.outputs = sandbox, limits, outputs
+        self.server, self.answer, self.limits, self.outputs = server, answer, limits, outputs
         self.slot = slot
-        self.uid = None if sandbox.uid is None else sandbox.uid + slot
-        self.runtime = Path(tempfile.mkdtemp(prefix="llmcourse-kernel-"))
-        self._process: subprocess.Popen[bytes] | None = None
+        self.uid = None if server.sandbox.uid is None else server.sandbox.uid + slot
+        self._process: KernelProcess | None = None
         self._context = zmq.Context()
         self._killed = ""
         self._peak = 0
+        self._iopub_lost = False
 
     # -- life cycle -------------------------------------------------------------------
     def start(self, deadline: float) -> None:
@@ -240,58 +126,40 @@ class Kernel:
         Raises:
             KernelError: it exited or did not answer in time.
         """
-        self.launch()
+        self.launch(deadline)
         self.wait_until_ready(deadline)
 
-    def launch(self) -> None:
-        """Start the kernel process without waiting for it."""
-        home = self.runtime / "home"
-        home.mkdir()
-        key = secrets.token_hex(16).encode()
-        connection, info = write_connection_file(
-            str(self.runtime / "kernel.json"),
-            transport="ipc",
-            ip=str(self.runtime / "ipc"),
-            key=key,
-        )
-        if self.uid is not None:
-            for path in (self.runtime, home, Path(connection)):
-                os.chown(path, self.uid, self.uid)
-        config = _launcher_config(self.sandbox, self.runtime, self.limits, self.uid)
-        command = [sys.executable, "-I", str(LAUNCHER), json.dumps(config), "--"]
-        command += [sys.executable, "-m", "ipykernel_launcher", "-f", connection]
-        env = {
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
-            "HOME": str(home),
-            "USER": "student",
-            "LOGNAME": "student",
-            "LANG": "C.UTF-8",
-            "PYTHONHASHSEED": "0",
-        }
-        with open(self.runtime / "kernel.log", "wb") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-                cwd=str(home),
-                start_new_session=True,
-            )
-        self.session = Session(key=key, signature_scheme=info["signature_scheme"])
-        url = f"ipc://{info['ip']}-"
-        self._iopub_url = url + str(info["iopub_port"])
-        shell_message = 3 * self.limits.result_size + MiB  # a result, escaped as a str repr
-        self._shell = self._socket(zmq.DEALER, url + str(info["shell_port"]), shell_message, 4)
-        self._iopub = self._socket(zmq.SUB, self._iopub_url, IOPUB_MESSAGE, 32)
+    def launch(self, deadline: float | None = None) -> None:
+        """Have the kernel forked, without waiting for it to answer.
 
-    def _socket(self, kind: int, url: str, max_message: int, queue: int) -> zmq.Socket:
-        """A socket that holds at most ``queue`` messages of ``max_message`` bytes: what
-        the kernel sends can never take more of the grader's memory than that."""
+        Raises:
+            KernelError: the fork server could not fork it.
+        """
+        deadline = deadline or time.monotonic() + self.limits.startup_timeout
+        try:
+            self._process = self.server.spawn(self.answer, self.slot, deadline)
+        except SpawnError as err:
+            raise KernelError(str(err)) from None
+        info = self._process.connection
+        self.session = Session(key=info["key"].encode(), signature_scheme=info["signature_scheme"])
+
+    def _connect(self) -> None:
+        """Connect to the kernel's sockets, which exist now (see :meth:`wait_until_ready`)."""
+        assert self._process is not None
+        self._shell = self._socket(zmq.DEALER, self._process.ipc("shell_port"), 2)
+        self._iopub = self._socket(zmq.SUB, self._process.ipc("iopub_port"), 32)
+
+    def _socket(self, kind: int, url: str, queue: int) -> zmq.Socket:
+        """A socket that holds at most ``queue`` messages of bounded size: what the kernel
+        sends can never take more of the grader's memory than that. It connects once,
+        never again (the kernel owns the folder of its sockets: it must not make the
+        grader connect to something else later)."""
         socket = self._context.socket(kind)
-        socket.setsockopt(zmq.MAXMSGSIZE, max_message)
+        size = IOPUB_MESSAGE if kind == zmq.SUB else self.limits.message_size
+        socket.setsockopt(zmq.MAXMSGSIZE, size)
         socket.setsockopt(zmq.RCVHWM, queue)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RECONNECT_IVL, -1)
         if kind == zmq.SUB:
             socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.connect(url)
@@ -303,10 +171,17 @@ class Kernel:
         Raises:
             KernelError: it exited or did not answer in time.
         """
+        assert self._process is not None
         deadline = min(deadline, time.monotonic() + self.limits.startup_timeout)
+        if not self._process.wait_bound(deadline):
+            if self._process.poll() is not None:
+                raise KernelError(f"the kernel exited while starting: {self._log_tail()}")
+            self.kill("did not start in time")
+            raise KernelError(f"the kernel did not start in time: {self._log_tail()}")
+        self._connect()
         msg_id, sent = "", 0.0
         while time.monotonic() < deadline:
-            if self._process is None or self._process.poll() is not None:
+            if self._process.poll() is not None:
                 raise KernelError(f"the kernel exited while starting: {self._log_tail()}")
             if time.monotonic() - sent > 1.0:
                 msg_id = self.session.send(self._shell, "kernel_info_request", {})["header"][
@@ -322,19 +197,27 @@ class Kernel:
 
     def _peak_memory(self) -> int:
         """The kernel's peak address space so far, in bytes (0 when unknown)."""
+        pid = self._process.pid if self._process else None
         try:
-            with open(f"/proc/{self._process.pid}/status") as status:  # type: ignore[union-attr]
+            with open(f"/proc/{pid}/status") as status:
                 for line in status:
                     if line.startswith("VmPeak:"):
                         return int(line.split()[1]) * 1024
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError):
             pass
         return 0
 
     def _log_tail(self) -> str:
+        """The end of what the kernel printed outside of executions (its start-up)."""
+        process = self._process
+        if process is None:
+            return ""
+        if process.poll() is not None:
+            return process.log
         try:
-            with open(self.runtime / "kernel.log", "rb") as log:
-                log.seek(max(0, os.fstat(log.fileno()).st_size - 2000))
+            with open(f"{process.runtime}/log/kernel.log", "rb") as log:
+                log.seek(0, 2)
+                log.seek(max(0, log.tell() - 2000))
                 return log.read().decode(errors="replace").strip()
         except OSError:
             return ""
@@ -352,31 +235,25 @@ class Kernel:
         return f"the kernel died (exit status {code})"
 
     def interrupt(self) -> None:
-        """SIGINT to the kernel's process group, as JupyterLab's stop button."""
+        """SIGINT to the kernel, as JupyterLab's stop button."""
         if self._process is not None:
-            try:
-                os.killpg(self._process.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+            self._process.send_signal(signal.SIGINT)
 
     def kill(self, reason: str) -> None:
-        """Kill the kernel's process group and, with a user of its own, every process of it."""
+        """Kill the kernel and everything it started."""
         self._killed = self._killed or reason
         if self._process is None:
             return
-        try:
-            os.killpg(self._process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.uid is not None:
-            kill_user_processes(self.uid)
-        self._process.wait()
+        self._process.kill()
+        if self.uid is not None and not self.server.sandbox.namespaces:
+            kill_user_processes(self.uid)  # with namespaces, its whole process tree dies with it
 
     def close(self) -> None:
-        """Kill the kernel and remove its files."""
+        """Kill the kernel and release it."""
         self.kill("closed")
+        if self._process is not None:
+            self._process.close()
         self._context.destroy(linger=0)
-        shutil.rmtree(self.runtime, ignore_errors=True)
 
     def __enter__(self) -> Kernel:
         return self
@@ -386,14 +263,13 @@ class Kernel:
 
     # -- messages -----------------------------------------------------------------------
     def _receive(self, socket: zmq.Socket, timeout: float) -> dict[str, Any] | None:
-        """One message from ``socket`` within ``timeout`` s, or None; malformed ones are dropped."""
+        """One message from ``socket`` within ``timeout`` s, or None; malformed and
+        oversized ones are dropped before they are parsed."""
         if not socket.poll(int(timeout * 1000)):
             return None
-        try:
-            _, message = self.session.recv(socket, mode=zmq.NOBLOCK)
-        except Exception:  # noqa: BLE001 - anything the kernel sends may be malformed
-            return None
-        return message if isinstance(message, dict) else None
+        if socket is self._iopub:
+            return receive(socket, self.session, IOPUB_MESSAGE, IOPUB_VALUES)
+        return receive(socket, self.session, self.limits.message_size, RESPONSE_VALUES)
 
     def _first_iopub(self, timeout: float) -> None:
         """Wait (up to ``timeout`` s) for a first iopub message: the subscription is then live."""
@@ -429,20 +305,28 @@ class Kernel:
 
     def _wait(self, run: Execution, msg_id: str, timeout: float) -> None:
         """Collect the reply and outputs of ``msg_id`` into ``run``, or stop the kernel."""
+        assert self._process is not None
         self._peak = 0
         deadline = time.monotonic() + timeout
-        reply, idle = None, False
+        reply, idle = None, self._iopub_lost
         while reply is None or not idle:
             if time.monotonic() > deadline:
+                if reply is None and idle:  # it finished, but its reply never came
+                    run.status = "protocol"
+                    run.detail = (
+                        "the kernel sent no reply (a reply over the "
+                        f"{self.limits.message_size / MiB:g} MiB limit is dropped)"
+                    )
+                    return
                 if reply is None:
                     self._stop(run, msg_id, timeout)
                     return
-                # the reply came but not the idle status: ZeroMQ dropped the iopub connection
-                # after an oversized message (over IOPUB_MESSAGE): connect again
-                self._iopub.close()
-                self._iopub = self._socket(zmq.SUB, self._iopub_url, IOPUB_MESSAGE, 32)
+                # the reply came but not the idle status: ZeroMQ dropped the output
+                # connection after an oversized message (over IOPUB_MESSAGE); from now
+                # on, output is not waited for (and the socket is not connected again)
+                self._iopub_lost = True
                 break
-            if self._process is not None and self._process.poll() is not None:
+            if self._process.poll() is not None:
                 run.status, run.detail = "died", self._death()
                 self.kill(run.detail)
                 return
@@ -454,8 +338,9 @@ class Kernel:
                 if socket is self._shell:
                     reply = message.get("content") or {}
                     deadline = min(deadline, time.monotonic() + 0.5)  # then wait for outputs
-                else:
-                    idle = idle or self._record(run, message)
+                elif self._record(run, message):
+                    idle = True
+                    deadline = min(deadline, time.monotonic() + NO_REPLY_S)
         self._finish(run, reply or {})
 
     def _record(self, run: Execution, message: dict[str, Any]) -> bool:
@@ -496,35 +381,3 @@ class Kernel:
         run.status = "timeout"
         run.detail = f"timed out after {timeout:g} s (ignored the interrupt, killed)"
         self.kill(run.detail)
-
-
-def _processes_of(uid: int) -> list[int]:
-    """Live (non-zombie) processes whose real or effective user is ``uid``."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/status") as status:
-                fields = dict(line.split(":", 1) for line in status if ":" in line)
-        except OSError:
-            continue
-        uids = fields.get("Uid", "").split()
-        if str(uid) in uids[:2] and not fields.get("State", "").strip().startswith("Z"):
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_user_processes(uid: int) -> None:
-    """Stop then kill every process of ``uid`` until none is left (forks included)."""
-    for _ in range(50):
-        pids = _processes_of(uid)
-        if not pids:
-            return
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.01)

@@ -9,7 +9,9 @@ scores 0 with a message naming it.
 
 What runs for each answer (the isolation unit, see :mod:`llmcourse.grading.session`)
 is a *plan*: the exercise's setup cells and the answer's cell, plus the other answer
-cells it uses (found by name, transitively), all in notebook order. A setup cell is a
+cells it uses (found by name, transitively), all in notebook order; after the cell of
+a used answer that has a stand-in (see :mod:`llmcourse.grading.offlimits`), the
+stand-in. A setup cell is a
 code cell of the exercise that is not an answer, is not tagged ``self-check``, and uses
 none of the functions or classes the answers define (nor anything computed from them);
 so the cells that try an answer on an example, and the self-check, are not run.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -38,11 +40,14 @@ class InvalidSubmission(ValueError):
 
 @dataclass(frozen=True)
 class Step:
-    """One cell to run: ``label`` names it in feedback (``setup cell 3``, ``answer:f``)."""
+    """One cell to run: ``label`` names it in feedback (``setup cell 3``, ``answer:f``);
+    ``answer`` is the answer it is the cell of, ``stand_in`` the answer it stands in for
+    (both None for a setup cell)."""
 
     label: str
     source: str
     answer: str | None = None
+    stand_in: str | None = None
 
 
 @dataclass
@@ -113,21 +118,46 @@ class Assembled:
     unchanged: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
-    def plan(self, answer: str, skip: Collection[str] = ()) -> list[Step]:
+    def plan(
+        self, answer: str, skip: Collection[str] = (), stand_ins: Mapping[str, str] | None = None
+    ) -> list[Step]:
         """The cells to run for ``answer``: setup, the answer and what it uses.
 
         Args:
             answer: the answer id.
             skip: answer ids not to run (they hung or crashed a kernel before).
+            stand_ins: answer id -> trusted code defining its names with a reference
+                implementation; run right after that answer's cell (in its place if it
+                is skipped) when ``answer`` uses it, never for ``answer`` itself.
         """
         needed = self.dependencies(answer) - set(skip)
+        replaced = self.stand_in_dependencies(answer, stand_ins or {})
         plan = []
         for step in self.exercise.steps:
             if step.answer is None:
                 plan.append(step)
-            elif step.answer in needed:
+                continue
+            if step.answer in needed:
                 plan.append(Step(step.label, self.answers[step.answer], step.answer))
+            if step.answer in replaced:
+                label = f"the stand-in for answer:{step.answer}"
+                plan.append(Step(label, (stand_ins or {})[step.answer], stand_in=step.answer))
         return plan
+
+    def stand_in_dependencies(self, answer: str, stand_ins: Mapping[str, str]) -> set[str]:
+        """The answers with a stand-in that ``answer`` uses, itself or through the answers
+        it uses (by the names their exercise cells define, so that a missing or
+        unchanged answer counts too)."""
+        if answer not in self.answers:
+            return set()
+        closure = self.dependencies(answer)
+        uses = set().union(*(used_names(self.answers[a]) for a in closure))
+        return {
+            other
+            for other in stand_ins
+            if other != answer and other in self.exercise.answers
+            and api_names(self.exercise.answers[other]) & uses
+        }  # fmt: skip
 
     def dependencies(self, answer: str) -> set[str]:
         """``answer`` and the answers whose names it uses, transitively."""

@@ -1,12 +1,14 @@
 """One submission under test: a fresh kernel per answer, and ``student.call`` into it.
 
-Isolation between answers: each answer id gets its own kernel, which runs the
+Isolation between answers: each answer id gets its own kernel (forked by the
+exercise's fork server, see :mod:`llmcourse.grading.spawner`), which runs the
 exercise's setup cells, the answer's cell and the other answer cells it uses (its
-plan, see :meth:`Assembled.plan`), and then serves the calls of that answer's tests
-only. So a global that one answer (or a call to it) changes cannot move another
-answer's score, while an answer that builds on an earlier one (``mle_next_word``
-calling ``count_ngrams``) works as in the notebook. If a call times out or kills the
-kernel, the next call gets a new kernel that replays the plan. An answer cell that
+plan, see :meth:`Assembled.plan`, with the stand-ins of the answers it uses), and
+then serves the calls of that answer's tests only. So a global that one answer (or a
+call to it) changes cannot move another answer's score, while an answer that builds on
+an earlier one (``mle_next_word`` calling ``count_ngrams``) works as in the notebook.
+If a call times out or kills the kernel, the next call gets a new kernel that replays
+the plan. An answer cell that
 fails (raises, times out, kills the kernel) scores 0 for its answer; when another
 answer uses it, it is still run there (the student's notebook would run it too),
 except when it hung or crashed: then it is skipped, with a note.
@@ -17,7 +19,6 @@ with the same seed (0), so a student's randomized function is reproducible.
 
 from __future__ import annotations
 
-import ast
 import re
 import time
 from collections.abc import Callable
@@ -26,9 +27,10 @@ from typing import Any
 
 from llmcourse.grading import channel, errors
 from llmcourse.grading.errors import StudentError
-from llmcourse.grading.kernel import Kernel, KernelError, OutputBudget, Sandbox
+from llmcourse.grading.kernel import Kernel, KernelError, OutputBudget
 from llmcourse.grading.limits import Limits
 from llmcourse.grading.notebook import Assembled, Step
+from llmcourse.grading.spawner import ForkServer
 
 SEED = 0
 CELL_FILE = re.compile(r"\(\S+\.py, line (\d+)\)")
@@ -61,11 +63,19 @@ class GradingSession:
     Args:
         assembled: the submission's answers in their exercise.
         limits: time, memory and output limits.
-        sandbox: the protections of every kernel.
+        server: the exercise's fork server.
+        stand_ins: answer id -> the code that stands in for it in later answers.
     """
 
-    def __init__(self, assembled: Assembled, limits: Limits, sandbox: Sandbox) -> None:
-        self.assembled, self.limits, self.sandbox = assembled, limits, sandbox
+    def __init__(
+        self,
+        assembled: Assembled,
+        limits: Limits,
+        server: ForkServer,
+        stand_ins: dict[str, str] | None = None,
+    ) -> None:
+        self.assembled, self.limits, self.server = assembled, limits, server
+        self.stand_ins = stand_ins or {}
         self.deadline = time.monotonic() + limits.submission_timeout
         self.outputs = OutputBudget(limits.output_per_cell, limits.output_per_submission)
         self.logs = {ident: AnswerLog() for ident in assembled.exercise.answers}
@@ -126,13 +136,13 @@ class GradingSession:
             log.restarts += 1
         while True:  # each round that a dependency hangs or crashes skips it from then on
             self._close_current()
-            self._kernel, self._kernel_answer = self._launch(answer), answer
             try:
+                self._kernel, self._kernel_answer = self._launch(answer), answer
                 self._kernel.wait_until_ready(self.deadline)
             except KernelError as err:
                 message = f"the grading kernel did not start: {err}"
                 raise StudentError(message, "setup_failed") from None
-            plan = self.assembled.plan(answer, set(self.fatal))
+            plan = self.assembled.plan(answer, set(self.fatal), self.stand_ins)
             if all(self._run_step(answer, step) for step in plan):
                 break
         for other in sorted(set(self.fatal) & self.assembled.dependencies(answer) - {answer}):
@@ -149,8 +159,8 @@ class GradingSession:
             if spare_answer == answer:
                 return kernel
             kernel.close()
-        kernel = Kernel(self.sandbox, self.limits, self.outputs, self._free_slot())
-        kernel.launch()
+        kernel = Kernel(self.server, answer, self.limits, self.outputs, self._free_slot())
+        kernel.launch(self.deadline)
         return kernel
 
     def _free_slot(self) -> int:
@@ -165,8 +175,12 @@ class GradingSession:
         skip = set(self.assembled.problems) | self.assembled.unchanged
         later = [a for a in order[order.index(answer) + 1 :] if a not in skip]
         if later and self._spare is None:
-            kernel = Kernel(self.sandbox, self.limits, self.outputs, self._free_slot())
-            kernel.launch()
+            kernel = Kernel(self.server, later[0], self.limits, self.outputs, self._free_slot())
+            try:
+                kernel.launch(self.deadline)
+            except KernelError:
+                kernel.close()
+                return
             self._spare = (later[0], kernel)
 
     def _run_step(self, answer: str, step: Step) -> bool:
@@ -184,7 +198,8 @@ class GradingSession:
             return True
         where = f"{step.label}: {_with_line(run.summary(), run.traceback)}"
         if step.answer is None:
-            log.failure, log.failure_kind = f"the exercise's {where}", "setup_failed"
+            owner = "" if step.stand_in else "the exercise's "
+            log.failure, log.failure_kind = f"{owner}{where}", "setup_failed"
         elif step.answer == answer:
             kind = "memory" if run.out_of_memory else _cell_kind(run.status)
             log.failure, log.failure_kind = f"the answer cell failed, {where}", kind
@@ -205,12 +220,12 @@ class GradingSession:
         )
         timeout = max(0.0, min(self.limits.call_timeout, self.remaining()))
         run = kernel.execute("", timeout, user_expressions={"result": expression})
-        if run.status in ("timeout", "died"):
+        if run.status in ("timeout", "died", "protocol"):
             kernel.kill(run.detail)
             kind = "memory" if run.out_of_memory else run.status
             raise StudentError(f"{name}() {run.summary()}", kind)
         result = (run.reply.get("user_expressions") or {}).get("result")
-        return respond(name, _result_text(name, result))
+        return _answer(name, lambda: channel.check_response(_result_data(name, result)))
 
 
 def _cell_kind(status: str) -> str:
@@ -226,26 +241,28 @@ def _with_line(summary: str, traceback: str) -> str:
     return summary
 
 
-def _result_text(name: str, result: Any) -> str:
-    """The JSON text in a user expression's result (all of it untrusted)."""
+def _result_data(name: str, result: Any) -> Any:
+    """The call's response in a user expression's result (all of it untrusted): the
+    ``application/json`` data IPython made of it, already parsed with bounds."""
     if not isinstance(result, dict):
         raise StudentError(f"{name}(): the kernel sent no result", "protocol")
     if result.get("status") != "ok":
         what = f"{result.get('ename', '')}: {result.get('evalue', '')}"
         raise StudentError(f"{name}(): the call could not run in the kernel ({what})", "protocol")
-    try:
-        text = ast.literal_eval(str((result.get("data") or {}).get("text/plain", "")))
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        text = None
-    if not isinstance(text, str):
+    data = result.get("data")
+    if not isinstance(data, dict) or "application/json" not in data:
         raise StudentError(f"{name}(): the kernel sent a malformed result", "protocol")
-    return text
+    return data["application/json"]
 
 
 def respond(name: str, text: str) -> Any:
-    """The value in a call's JSON response, or the matching :class:`StudentError`."""
+    """The value in a call's JSON response text, or the matching :class:`StudentError`."""
+    return _answer(name, lambda: channel.parse_response(text))
+
+
+def _answer(name: str, parse: Callable[[], tuple[str, Any]]) -> Any:
     try:
-        status, body = channel.parse_response(text)
+        status, body = parse()
     except channel.ProtocolError as err:
         raise StudentError(
             f"{name}(): the kernel sent malformed data ({err})", "protocol"

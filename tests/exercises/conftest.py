@@ -26,7 +26,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from llmcourse.grading.runner import GRADING
+from llmcourse.grading.runner import GRADING, SEEDS
 from llmcourse.grading.session import Student, in_process_student
 
 SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
@@ -63,6 +63,8 @@ def student(request: pytest.FixtureRequest, reference: NotebookStudent | None) -
 
 
 @pytest.fixture
-def fresh_seed() -> int:
-    """A seed drawn anew on every run, so answers cannot be a table of known outputs."""
-    return random.SystemRandom().randrange(2**31)
+def fresh_seed(request: pytest.FixtureRequest) -> int:
+    """A seed drawn anew on every run, so answers cannot be a table of known outputs
+    (``scripts/seed_sweep.py`` sets the seeds instead, to check thousands of them)."""
+    seeds = request.config.stash.get(SEEDS, None)
+    return seeds() if seeds is not None else random.SystemRandom().randrange(2**31)

@@ -16,11 +16,32 @@ from collections import Counter
 import pytest
 import torch
 
+from llmcourse.classic import NGramLM
 from llmcourse.data import english_grammar
 from llmcourse.grading.expect import expect_float, expect_type
-from llmcourse.classic import NGramLM
 
 NOTEBOOK = "ch01_ngrams"
+
+# What each answer must write itself (see llmcourse.grading.offlimits), besides the
+# package's functions named like the answers; and the code standing in for count_ngrams
+# when mle_next_word is graded, so that a mistake in count_ngrams costs points only once.
+NGRAM_MODEL = "llmcourse.classic.ngram.NGramLM"
+OFF_LIMITS = {
+    "count_ngrams": [NGRAM_MODEL, "llmcourse.classic.ngram.ngrams"],
+    "mle_next_word": [NGRAM_MODEL],
+    "add_k_prob": [NGRAM_MODEL],
+    "perplexity": [NGRAM_MODEL],
+}
+STAND_INS = {
+    "count_ngrams": """
+def count_ngrams(sentences, n):
+    counts = Counter()
+    for sentence in sentences:
+        padded = [BOS] * (n - 1) + list(sentence) + [EOS]
+        counts.update(tuple(padded[i : i + n]) for i in range(len(padded) - n + 1))
+    return counts
+"""
+}
 GRAMMAR = english_grammar()
 
 

@@ -20,6 +20,28 @@ from torch import nn
 from llmcourse.grading.expect import expect_tensor, expect_type
 
 NOTEBOOK = "ch03_rnn"
+
+# What each answer must write itself (see llmcourse.grading.offlimits), besides the
+# package's functions named like the answers: the package's and torch's cells and layers;
+# and the code standing in for rnn_step when rnn_forward is graded.
+OFF_LIMITS = {
+    "rnn_step": ["llmcourse.classic.rnn.RNNCell", "aten::rnn_tanh*", "aten::rnn_relu*"],
+    "rnn_forward": ["llmcourse.classic.rnn.RNN", "aten::rnn_tanh*", "aten::rnn_relu*"],
+    "lstm_cell": ["llmcourse.classic.rnn.LSTMCell", "aten::*lstm*"],
+    "sequence_cross_entropy": [
+        "torch.nn.functional.cross_entropy",
+        "torch.nn.functional.nll_loss",
+        "aten::cross_entropy_loss",
+        "aten::nll_loss*",
+    ],
+}
+STAND_INS = {
+    "rnn_step": """
+def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
+    pre = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+    return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
+"""
+}
 F32 = {"rtol": 1e-5, "atol": 1e-6}  # float32 sums in another order differ by ~1e-7
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 

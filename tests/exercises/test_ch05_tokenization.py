@@ -15,11 +15,46 @@ from collections import Counter
 
 import pytest
 
-from llmcourse.text import BPETokenizer, PairCounts, learn_merges, to_byte_level
 from llmcourse.data import english_grammar
 from llmcourse.grading.expect import expect_type
+from llmcourse.text import BPETokenizer, PairCounts, learn_merges, to_byte_level
 
 NOTEBOOK = "ch05_tokenization"
+
+# What each answer must write itself (see llmcourse.grading.offlimits), besides the
+# package's functions named like the answers; and the code standing in for pair_counts
+# and merge_pair when learn_merges is graded.
+PAIR_COUNTS = "llmcourse.text.bpe_training.PairCounts"
+OFF_LIMITS = {
+    "pair_counts": [PAIR_COUNTS],
+    "merge_pair": [PAIR_COUNTS],
+    "learn_merges": [PAIR_COUNTS],
+    "encode_word": ["llmcourse.text.bpe.BPETokenizer"],
+    "byte_level": ["llmcourse.text.bytelevel.to_byte_level"],
+}
+STAND_INS = {
+    "pair_counts": """
+def pair_counts(words):
+    counts = {}
+    for word, freq in words.items():
+        for pair in zip(word, word[1:]):
+            counts[pair] = counts.get(pair, 0) + freq
+    return counts
+""",
+    "merge_pair": """
+def merge_pair(words, pair):
+    merged = {}
+    for word, freq in words.items():
+        out, i = [], 0
+        while i < len(word):
+            if tuple(word[i : i + 2]) == tuple(pair):
+                out, i = out + [pair[0] + pair[1]], i + 2
+            else:
+                out, i = out + [word[i]], i + 1
+        merged[tuple(out)] = merged.get(tuple(out), 0) + freq
+    return merged
+""",
+}
 GRAMMAR = english_grammar()
 CAR_CAT_RAT = {("t", "h", "e"): 3, ("c", "a", "r"): 1, ("c", "a", "t"): 1, ("r", "a", "t"): 1}
 

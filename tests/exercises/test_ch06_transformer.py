@@ -16,13 +16,51 @@ import math
 import pytest
 import torch
 
-from llmcourse.modules import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from llmcourse.grading.expect import expect_tensor, expect_type
-from llmcourse.modules import apply_rope, sinusoidal_encoding
 from llmcourse.models import GPT, gpt_parameter_counts
-from llmcourse.modules import TransformerConfig
+from llmcourse.modules import (
+    MultiHeadAttention,
+    TransformerConfig,
+    apply_rope,
+    causal_mask,
+    scaled_dot_product_attention,
+    sinusoidal_encoding,
+)
 
 NOTEBOOK = "ch06_transformer"
+
+# What each answer must write itself (see llmcourse.grading.offlimits), besides the
+# package's functions named like the answers: the package's and torch's attention, heads
+# and parameter counts; and the package's attention stands in for the student's when
+# multi_head_attention is graded, so that a mistake in attention costs points only once.
+ATTENTION = "llmcourse.modules.attention"
+TORCH_ATTENTION = [
+    "torch.nn.functional.scaled_dot_product_attention",
+    "aten::*scaled_dot_product*",
+    "torch.nn.MultiheadAttention",
+    "torch.nn.functional.multi_head_attention_forward",
+]
+OFF_LIMITS = {
+    "attention": [f"{ATTENTION}.fused_attention", f"{ATTENTION}.MultiHeadAttention"]
+    + TORCH_ATTENTION,
+    "multi_head_attention": [
+        f"{ATTENTION}.MultiHeadAttention",
+        f"{ATTENTION}.split_heads",
+        f"{ATTENTION}.merge_heads",
+        "torch.nn.MultiheadAttention",
+        "torch.nn.functional.multi_head_attention_forward",
+    ],
+    "sinusoidal_encoding": ["llmcourse.modules.positional.SinusoidalPositions"],
+    "apply_rope": [
+        "llmcourse.modules.positional.RotaryEmbedding",
+        "llmcourse.modules.positional.rotate_pairs",
+    ],
+    "gpt_parameter_count": [
+        "llmcourse.models.gpt.GPT",
+        "llmcourse.models.gpt.gpt_parameter_counts",
+    ],
+}
+STAND_INS = {"attention": f"from {ATTENTION} import scaled_dot_product_attention as attention"}
 DTYPES = [torch.float32, torch.float64]
 TOLERANCE = {torch.float32: {"rtol": 1e-4, "atol": 1e-5}, torch.float64: {"rtol": 1e-9}}
 

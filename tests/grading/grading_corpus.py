@@ -80,10 +80,15 @@ numpy.testing.assert_allclose = lambda *a, **k: None
 math.isclose = lambda *a, **k: True
 pytest.approx = lambda *a, **k: 1.0
 """
-# a correct perplexity only if the kernel cannot see any of SECRETS
-PEEK = """    for secret in SECRETS:
+# a correct perplexity only if the kernel cannot see any of SECRETS, and git cannot show
+# the hidden tests from the repository's .git
+PEEK = """    import subprocess
+    for secret in SECRETS:
         if os.path.exists(secret):
             return -1.0  # it could see a file it must not
+    path = "HEAD:tests/exercises/test_ch01_ngrams.py"
+    if subprocess.run(["git", "-C", REPOSITORY, "show", path], capture_output=True).returncode == 0:
+        return -1.0  # it could read the tests through git
 """
 CH01 = {"count_ngrams": 2.0, "mle_next_word": 3.0, "add_k_prob": 3.0, "perplexity": 2.0}
 
@@ -101,8 +106,9 @@ class Case:
             tests' messages, must contain.
         kinds: answer id -> the failure kind of every failed test of that answer.
         notes: texts the result's notes must contain.
+        answer_notes: answer id -> a text one of the answer's notes must contain.
         message: for an invalid submission, a text its reason must contain.
-        full: the full marks per answer.
+        full: the full marks per answer (None: each answer's maximum in the result).
     """
 
     name: str
@@ -112,11 +118,13 @@ class Case:
     messages: dict[str, str] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    answer_notes: dict[str, str] = field(default_factory=dict)
     message: str = ""
-    full: dict[str, float] = field(default_factory=lambda: dict(CH01))
+    full: dict[str, float] | None = field(default_factory=lambda: dict(CH01))
 
-    def expected_scores(self) -> dict[str, float]:
-        return {answer: self.scores.get(answer, full) for answer, full in self.full.items()}
+    def expected_scores(self, result: dict[str, Any]) -> dict[str, float]:
+        full = self.full or {a["id"]: a["max_score"] for a in result["answers"]}
+        return {answer: self.scores.get(answer, points) for answer, points in full.items()}
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -166,7 +174,8 @@ def ch01_cases(solution: Path, exercise: Path, secrets: dict[str, Path]) -> list
         solution: the solution notebook.
         exercise: the (untouched) exercise notebook.
         secrets: paths a submission must not be able to see: ``tests``, ``solution``,
-            ``submission`` (another student's), ``out`` (the results).
+            ``submission`` (another student's), ``out`` (the results), ``git`` (the
+            repository's ``.git``) and more.
     """
     sol, ex = read(solution), read(exercise)
     good, stubs = answer_sources(sol), answer_sources(ex)
@@ -247,7 +256,7 @@ def ch01_cases(solution: Path, exercise: Path, secrets: dict[str, Path]) -> list
                 "mle_next_word": body("mle_next_word", NOISE),
                 "add_k_prob": stubs["add_k_prob"],
                 "perplexity": f"import os\nSECRETS = {[str(p) for p in secrets.values()]!r}\n"
-                + body("perplexity", PEEK),
+                f"REPOSITORY = {str(secrets['git'].parent)!r}\n" + body("perplexity", PEEK),
             },
             scores={"add_k_prob": 0},
             kinds={"add_k_prob": "not_implemented"},

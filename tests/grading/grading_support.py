@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from llmcourse.grading.kernel import UID_BASE
 from llmcourse.grading.limits import Limits
+from llmcourse.grading.sandbox import UID_BASE
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 # small limits keep the adversarial corpus fast
-LIMITS = Limits(cell_timeout=10, call_timeout=3, submission_timeout=60, interrupt_grace=1)
+LIMITS = Limits(
+    cell_timeout=10, call_timeout=3, submission_timeout=60, interrupt_grace=1, scratch=64 << 20
+)
 
 
 def _status(pid: str) -> dict[str, str]:

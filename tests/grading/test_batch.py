@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grading_attacks import SDPA, delegation_cases
 from grading_corpus import dump, read, with_answers
 from grading_support import FIXTURES, LIMITS, ROOT, leftover_processes
 
@@ -17,9 +18,10 @@ from llmcourse import cli
 from llmcourse.exercises import make_exercise
 from llmcourse.grading import self_check
 from llmcourse.grading.batch import grade_batch
+from llmcourse.grading.folders import stale_folders
 from llmcourse.grading.grade import Options
 
-BATCH_LIMITS = replace(LIMITS, submission_timeout=10, grader_margin=2)
+BATCH_LIMITS = replace(LIMITS, submission_timeout=10, grader_margin=2, grader_memory=2 << 30)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def submissions(tmp_path_factory) -> Path:
     exercise = make_exercise(nbformat.read(tiny, as_version=4))
     (folder / "tiny_exercise.ipynb").write_text(nbformat.writes(exercise))
     faults = read(FIXTURES / "ch97_faults.ipynb")
-    for mode in ("ok", "crash", "hang"):
+    for mode in ("ok", "crash", "hang", "memory"):
         answer = f"def mode():\n    return {mode!r}\n"
         (folder / f"faults_{mode}.ipynb").write_bytes(dump(with_answers(faults, {"mode": answer})))
     (folder / "markers.ipynb").write_bytes((FIXTURES / "ch96_markers.ipynb").read_bytes())
@@ -42,7 +44,11 @@ def batch(course, submissions, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     paths = sorted(submissions.glob("*.ipynb"), key=lambda p: p.stem != "faults_hang")
     results = grade_batch(paths, out, Options(course, BATCH_LIMITS), workers=2, progress=False)
-    return {"results": {r["student"]: r for r in results}, "leftovers": leftover_processes()}
+    return {
+        "results": {r["student"]: r for r in results},
+        "leftovers": leftover_processes(),
+        "left": stale_folders(),
+    }
 
 
 def test_a_crashing_grader_costs_one_result_not_the_batch(batch):
@@ -57,8 +63,22 @@ def test_a_hanging_grader_is_killed(batch):
     assert result["message"] == "the grader did not finish within 12 s"
 
 
+def test_a_worker_cannot_take_more_memory_than_its_limit(batch):
+    """A worker's memory is capped: what a submission makes it allocate fails there
+    (MemoryError, the test fails), instead of taking the machine's memory."""
+    result = batch["results"]["faults_memory"]
+    assert result["status"] == "graded" and result["score"] == 0
+    assert "MemoryError" in result["tests"][0]["message"]
+
+
 def test_nothing_is_left_running(batch):
     assert batch["leftovers"] == []
+
+
+def test_workers_that_crash_or_hang_leave_no_runtime_folder(batch):
+    """The crashed worker's and the killed one's folders are removed by the batch: no
+    folder of a grading process that has ended is left."""
+    assert batch["left"] == []
 
 
 def test_malformed_grading_tests_are_grader_errors_and_the_rest_counts(batch):
@@ -124,6 +144,20 @@ def test_check_runs_the_visible_tests_on_the_saved_file(course, submissions):
         "  [--] greet: 0/1\n        not implemented yet"
     )
     assert done.stdout.rstrip().endswith("Fix what is listed above, save, and check again.")
+
+
+def test_check_says_what_an_answer_must_not_use(course, tmp_path):
+    """The self-check names the function an answer delegates to, as the grade does."""
+    cases = delegation_cases(FIXTURES / "ch95_delegation.ipynb")
+    case = next(c for c in cases if c.name == "delegates")
+    notebook = tmp_path / "ch95_delegation.ipynb"
+    notebook.write_bytes(case.content)
+    command = [sys.executable, "-m", "llmcourse.cli", "check", str(notebook)]
+    command += ["--exercises", str(course.exercises), "--tests", str(course.tests)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"attend uses {SDPA}, which this exercise asks you to write" in done.stdout
+    assert "  [ok] attend_twice: 1/1" in done.stdout
 
 
 def test_self_check_grades_the_saved_file_and_never_raises(tmp_path, capsys, monkeypatch):

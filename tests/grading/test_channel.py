@@ -13,6 +13,7 @@ import torch
 from llmcourse.grading import channel
 from llmcourse.grading.channel import NotPlainData, ProtocolError, decode, encode
 from llmcourse.grading.errors import StudentError
+from llmcourse.grading.replies import bounded_loads
 from llmcourse.grading.session import in_process_student
 
 
@@ -174,6 +175,14 @@ def test_malformed_responses_are_protocol_errors(text):
         channel.parse_response(text)
 
 
+def test_values_are_counted_before_json_makes_them():
+    """Commas inside strings do not count; a list of 10,001 numbers is refused unparsed."""
+    data = rb'["a,b,[c{", {"k": [1, 2]}, "q\"u,o{"]'
+    assert bounded_loads(data, 7) == ["a,b,[c{", {"k": [1, 2]}, 'q"u,o{']
+    with pytest.raises(ProtocolError, match="10,002 values, over the limit of 5,000"):
+        bounded_loads(b"[" + b"0," * 10_000 + b"0]", 5_000)
+
+
 NAMESPACE: dict = {}
 exec(
     """
@@ -243,6 +252,6 @@ def test_every_call_is_seeded_the_same():
 def test_the_kernel_expression_ignores_globals_that_shadow_builtins():
     namespace = {"compile": 1, "exec": 2, "globals": 3, "json": 4, "inc": lambda x: x + 1}
     request = channel.call_request("inc", (1,), {}, seed=0)
-    text = eval(channel.call_expression(request, 10**6), namespace)
-    assert channel.parse_response(text) == ("ok", 2)
+    response = eval(channel.call_expression(request, 10**6), namespace)
+    assert channel.check_response(response._repr_json_()) == ("ok", 2)  # as IPython sends it
     assert set(namespace) == {"compile", "exec", "globals", "json", "inc", "__builtins__"}

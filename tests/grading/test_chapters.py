@@ -12,6 +12,9 @@ import pytest
 from grading_support import ROOT, SOLUTIONS
 
 from llmcourse.exercises import answer_id
+from llmcourse.grading.grade import server_spec
+from llmcourse.grading.notebook import Exercise
+from llmcourse.grading.offlimits import Rules
 from llmcourse.grading.runner import VISIBILITIES
 
 POINTS = re.compile(r"\((\d+(?:\.\d+)?) points?\)")
@@ -54,3 +57,15 @@ def test_tests_cover_the_answers_with_the_announced_points(solution):
     assert sorted(tested) == sorted(answers), "every answer needs tests, every test an answer"
     announced = announced_points(solution)
     assert {a: tested[a] for a in announced} == announced
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_off_limits_names_and_stand_ins_exist(solution):
+    """Every name a chapter declares off limits exists (a renamed module fails here, not
+    while grading), and every stand-in is for one of its answers and is valid Python."""
+    rules = Rules.read(ROOT / "tests" / "exercises" / f"test_{solution.stem}.py")
+    exercise = Exercise.load(solution)
+    assert set(rules.off_limits) | set(rules.stand_ins) <= set(exercise.answers)
+    server_spec(exercise, rules)  # resolves every name; raises RulesError otherwise
+    for source in rules.stand_ins.values():
+        compile(source, "stand-in", "exec")

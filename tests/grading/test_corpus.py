@@ -6,16 +6,28 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from grading_attacks import (
+    ESCAPES,
+    SPREADSHEET_NAME,
+    TRACES,
+    chapter6_delegation,
+    delegation_cases,
+    host_cases,
+    stand_in_cases,
+)
 from grading_corpus import Case, ch01_cases, malformed_cases, tensor_cases
 from grading_support import LIMITS, ROOT, SOLUTIONS, leftover_processes
 
+from llmcourse.grading import report
 from llmcourse.grading.batch import grade_batch
+from llmcourse.grading.folders import stale_folders
 from llmcourse.grading.grade import Options
-from llmcourse.grading.kernel import probe_sandbox
+from llmcourse.grading.sandbox import probe_sandbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HUGE = "huge_notebook"
@@ -27,10 +39,16 @@ def corpus(submissions: Path, out: Path) -> list[Case]:
         "solution": ROOT / "solutions" / "ch01_ngrams.ipynb",
         "submission": submissions / "solution-ch01_ngrams.ipynb",
         "out": out,
+        "git": ROOT / ".git",
+        "book": ROOT / "book",
     }
-    solution = ROOT / "solutions" / "ch01_ngrams.ipynb"
+    solution, exercise = ROOT / "solutions" / "ch01_ngrams.ipynb", ROOT / "exercises"
     return [
-        *ch01_cases(solution, ROOT / "exercises" / "ch01_ngrams.ipynb", secrets),
+        *ch01_cases(solution, exercise / "ch01_ngrams.ipynb", secrets),
+        *host_cases(solution, exercise / "ch01_ngrams.ipynb", LIMITS.scratch),
+        *delegation_cases(FIXTURES / "ch95_delegation.ipynb"),
+        *stand_in_cases(SOLUTIONS, exercise, ROOT / "tests" / "exercises"),
+        chapter6_delegation(ROOT / "solutions" / "ch06_transformer.ipynb"),
         *tensor_cases(FIXTURES / "ch99_tensors.ipynb"),
         *malformed_cases(solution, submissions / f"{HUGE}.ipynb"),
     ]
@@ -55,13 +73,16 @@ def batch(course, tmp_path_factory):
         (submissions / f"solution-{solution.stem}.ipynb").write_bytes(solution.read_bytes())
         exercise = ROOT / "exercises" / solution.name
         (submissions / f"exercise-{solution.stem}.ipynb").write_bytes(exercise.read_bytes())
-    slow = ["crashes", "loops_and_output", "errors", "tampering"]
+    slow = ["crashes", "loops_and_output", "errors", "tampering", "leaves_traces"]
     paths = sorted(submissions.glob("*.ipynb"), key=lambda p: (p.stem not in slow, p.stem))
+    host = _host_state()
     start = time.monotonic()
     results = grade_batch(paths, out, Options(course, LIMITS), workers=2, progress=False)
     seconds = time.monotonic() - start
     (submissions / f"{HUGE}.ipynb").unlink()
     return {
+        "host": (host, _host_state()),
+        "stale": stale_folders(),
         "results": {r["student"]: r for r in results},
         "cases": {c.name: c for c in cases},
         "paths": paths,
@@ -72,8 +93,30 @@ def batch(course, tmp_path_factory):
     }
 
 
+def _host_state() -> dict[str, object]:
+    """What a kernel could leave on the host: System V IPC objects, the POSIX message
+    queue and the files that ``leaves_traces`` makes."""
+    state: dict[str, object] = {
+        kind: Path(f"/proc/sysvipc/{kind}").read_text().count("\n")
+        for kind in ("shm", "msg", "sem")
+    }
+    folders = ("/dev/mqueue", "/run/lock", "/dev/shm", "/var/tmp", tempfile.gettempdir())
+    for folder in folders:
+        if Path(folder).is_dir():
+            state[folder] = sorted(p.name for p in Path(folder).iterdir() if p.name in TRACES)
+    return state
+
+
 def test_no_process_is_left_after_the_batch(batch):
     assert batch["leftovers"] == []
+
+
+def test_nothing_is_left_on_the_host_after_the_batch(batch):
+    """No shared memory, message queue, semaphore set, file in /run/lock or /dev/shm,
+    and no runtime folder: kernels (and the workers' fork servers) took all with them."""
+    before, after = batch["host"]
+    assert after == before
+    assert batch["stale"] == []  # no runtime folder of a grading process that ended
 
 
 def test_every_submission_has_one_result(batch):
@@ -123,7 +166,7 @@ def test_corpus_submission(batch, name):
         )
         for a in result["answers"]
     }
-    assert scores == pytest.approx(case.expected_scores()), reasons
+    assert scores == pytest.approx(case.expected_scores(result)), reasons
     for answer, text in case.messages.items():
         texts = _answer_texts(result, answer)
         assert any(text in t for t in texts), (text, texts)
@@ -132,6 +175,9 @@ def test_corpus_submission(batch, name):
         assert kinds == {kind}, reasons[answer]
     for note in case.notes:
         assert any(note in n for n in result["notes"]), result["notes"]
+    for answer, note in case.answer_notes.items():
+        notes = next(a["notes"] for a in result["answers"] if a["id"] == answer)
+        assert any(note in n for n in notes), notes
 
 
 def test_an_unreadable_file_named_after_an_exercise_lists_its_tests_at_zero(batch):
@@ -166,6 +212,33 @@ def test_the_kernel_saw_no_secret(batch):
     assert next(a for a in result["answers"] if a["id"] == "perplexity")["score"] == 2
 
 
+def test_a_huge_reply_costs_the_grader_no_memory(batch):
+    """The worker that graded the submission with 50 MB replies stayed small (it had read
+    ~200 MB per reply before it refused them: hundreds of bytes of memory per byte)."""
+    assert batch["results"]["huge_replies"]["grader_memory_mib"] < 1500
+
+
+def test_reports_are_safe_to_open_and_the_logs_exact(batch):
+    """A file named as a spreadsheet formula and output full of escape sequences: the
+    gradebook neutralises the formula, the text report escapes every control character
+    and draws no line of its own, the JSON log keeps the exact text, in ASCII."""
+    result = batch["results"][SPREADSHEET_NAME]
+    text = report.text(result)
+    assert not any(c in text for c in "\x1b\x07\r\u202e")
+    assert [line for line in text.splitlines() if line.lstrip().startswith("total:")] == [
+        "  total: 7/10"
+    ]
+    with open(batch["out"] / "gradebook.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert "'" + SPREADSHEET_NAME in rows
+    raw = (batch["out"] / "gradebook.csv").read_bytes()
+    assert b"\x1b" not in raw and b"\x07" not in raw
+    log = (batch["out"] / "logs" / f"{SPREADSHEET_NAME}.json").read_bytes()
+    assert log.isascii() and b"\x1b" not in log
+    messages = [t["message"] for t in json.loads(log)["tests"] if not t["passed"]]
+    assert any(ESCAPES in m for m in messages)
+
+
 def test_hidden_feedback_shows_only_the_kind_and_the_hint(batch):
     result = batch["results"]["tensors_wrong_kinds"]
     test = next(t for t in result["tests"] if t["answer"] == "log_softmax")
@@ -177,7 +250,7 @@ def test_hidden_feedback_shows_only_the_kind_and_the_hint(batch):
 def test_gradebook_has_a_row_per_submission(batch):
     with open(batch["out"] / "gradebook.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
-    assert sorted(rows) == sorted(batch["results"])
+    assert sorted(rows) == sorted(report.csv_cell(name) for name in batch["results"])
     row = rows["errors"]
     assert row["exercise"] == "ch01_ngrams" and row["status"] == "graded"
     assert float(row["ch01_ngrams:count_ngrams"]) == 2 and float(row["total"]) == 2

@@ -32,7 +32,7 @@ def test_the_zip_has_what_gradescope_needs(package):
         "exercises/ch98_tiny.ipynb",
         "tests/test_ch98_tiny.py",
         "tests/conftest.py",
-        "llmcourse/grading/launcher.py",
+        "llmcourse/grading/forkserver.py",
         "llmcourse/cli.py",
     ]:
         assert name in names

@@ -76,6 +76,31 @@ def test_dependencies_are_transitive_and_ignore_names_from_setup():
     assert sub.dependencies("b") == {"b"}
 
 
+def test_a_stand_in_follows_the_cell_of_the_answer_it_stands_in_for():
+    """Only in the kernels of answers that use it, even when the answer it stands in for
+    is missing or skipped; never in its own."""
+    ex = exercise(
+        ("", "import math"),
+        ("a", "def a(x): ..."),
+        ("b", "def b(x): ..."),
+        ("c", "def c(x): ..."),
+    )
+    raw = notebook(
+        ("a", "def a(x): return 1"), ("b", "def b(x): return a(x) + 1"), ("c", "def c(x): b(x)")
+    )
+    sub = assemble(raw, ex)
+    stand_ins = {"a": "def a(x): return 2"}
+    assert sub.stand_in_dependencies("b", stand_ins) == {"a"}
+    assert sub.stand_in_dependencies("c", stand_ins) == {"a"}  # through b
+    labels = [s.label for s in sub.plan("b", stand_ins=stand_ins)]
+    assert labels == ["setup cell 0", "answer:a", "the stand-in for answer:a", "answer:b"]
+    skipped = [s.label for s in sub.plan("b", skip={"a"}, stand_ins=stand_ins)]
+    assert skipped == ["setup cell 0", "the stand-in for answer:a", "answer:b"]
+    assert [s.label for s in sub.plan("a", stand_ins=stand_ins)] == ["setup cell 0", "answer:a"]
+    missing = assemble(notebook(("b", "def b(x): return a(x)")), ex)
+    assert [s.stand_in for s in missing.plan("b", stand_ins=stand_ins)] == [None, "a", None]
+
+
 def test_names_survive_magics_and_syntax_errors():
     source = "%matplotlib inline\nx = 1\nimport numpy as np\nfor i in range(2): pass"
     assert defined_names(source) == {"x", "np", "i"}
