@@ -77,12 +77,12 @@ def model_directory(name: str = "small", directory: str | os.PathLike | None = N
     return WEIGHTS_DIR / name
 
 
-def _required(folder: Path, filename: str) -> Path:
+def _required(folder: Path, filename: str, recipe: str = RECIPE) -> Path:
     path = folder / filename
     if not path.is_file():
         raise FileNotFoundError(
             f"{str(path)!r} is missing; reinstall llmcourse or rebuild the model with "
-            f"`python {RECIPE} --out {folder}`"
+            f"`python {recipe} --out {folder}`"
         )
     return path
 
@@ -117,12 +117,13 @@ def model_card(name: str = "small", directory: str | os.PathLike | None = None) 
 
 def _checked(folder: Path, filename: str, card: dict[str, Any]) -> Path:
     """The path of ``filename`` after checking its SHA-256 against the card."""
-    path = _required(folder, filename)
+    recipe = card.get("recipe", RECIPE)  # the card of a model made by another recipe names it
+    path = _required(folder, filename, recipe)
     expected = card["files"][filename]["sha256"]
     if sha256(path) != expected:
         raise ValueError(
             f"{str(path)!r} is corrupt or does not belong to this card: its SHA-256 differs "
-            f"from the card's; reinstall llmcourse or rebuild it with `python {RECIPE}`"
+            f"from the card's; reinstall llmcourse or rebuild it with `python {recipe}`"
         )
     return path
 
@@ -133,7 +134,8 @@ def load_pretrained(
     """The pretrained model, in eval mode on the CPU, and its tokenizer.
 
     Args:
-        name: a model the package ships (``"small"``).
+        name: a model the package ships: ``"small"``, or ``"fewshot"`` and ``"instruct"``
+            (Chapter 11, ``recipes/instruct_small.py``; their cards name their recipe).
         directory: load the three files from this folder instead (e.g. the ``--out`` of
             the recipe).
 
