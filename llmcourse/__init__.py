@@ -21,6 +21,21 @@ The model code, from data to training (a subpackage imports only those above it,
     training/     the loop and its pieces: AdamW, clipping, parameter groups, schedules,
                   accumulation, evaluation, logs, checkpoints, DDP, pretraining objectives
 
+What the later chapters build on that code (each imports the core above and not each
+other, except ``alignment``, which uses ``prompting``'s chat template and answer parsing
+for its gold reward, and ``peft``, which uses ``compression``'s NF4 weights for QLoRA)::
+
+    scaling/      parameter and FLOP counts, power-law and Chinchilla fits, the scaling
+                  sweep's runs and shipped results (Chapter 10)
+    prompting/    few-shot prompts, chains of thought, self-consistency, Auto-CoT, the
+                  chat template and its loss mask, ensembles and cascades (Chapter 11)
+    retrieval/    chunking, BM25 and dense retrieval, retrieval metrics (Chapter 11)
+    alignment/    preferences and reward models, policy gradients, PPO, GRPO, DPO, the
+                  gold reward (Chapter 12)
+    peft/         LoRA, adapters, prefix and prompt tuning, IA3, QLoRA (Chapter 13)
+    compression/  quantization (absmax, zero-point, block-wise, NF4), outliers, pruning,
+                  distillation, mixed precision (Chapter 13)
+
 The course machinery, apart from the model code: :mod:`~llmcourse.grading` (the
 sandboxed autograder and the students' self-check), :mod:`~llmcourse.exercises` (student
 notebooks generated from the solutions), :mod:`~llmcourse.cli` (the ``llmcourse``
@@ -28,10 +43,9 @@ command) and :mod:`~llmcourse.display` (tables and raw text in chapters).
 
 Where a new module goes: into the subpackage of its role (a new attention variant into
 ``modules/``, a new model into ``models/``, a loss or a training step into
-``training/``), one idea per module; chapters 10 to 13 add ``scaling/`` (parameter and
-FLOP counts, power-law fits), ``alignment/`` (reward models, policy gradients, PPO, DPO),
-``peft/`` (LoRA, adapters, prefix and prompt tuning) and ``compression/``
-(quantization, pruning, distillation) beside them. CONTRIBUTING.md says the same.
+``training/``, a new way to adapt a trained model into ``peft/``), one idea per module;
+a new subpackage only for a new role that several modules share. CONTRIBUTING.md says
+the same.
 """
 
 __version__ = "0.1.0"

@@ -17,7 +17,8 @@ def toc_files() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
     for part in toc["parts"]:
-        files += [chapter["file"] for chapter in part["chapters"]]
+        for chapter in part["chapters"]:  # a split chapter lists its later pages as sections
+            files += [chapter["file"], *(page["file"] for page in chapter.get("sections", []))]
     return files
 
 
@@ -56,11 +57,15 @@ def test_chapter_is_stored_without_outputs(chapter):
 # Every chapter has the same shape: the title "# N. Title"; before the first section, the
 # objectives ("By the end of the chapter you will be able to" and a list); numbered
 # sections "## N.1 ...", "## N.2 ..."; and then exactly "## Summary", "## Exercises" and
-# "## References". The Exercises section names the exercise notebook and every exercise
-# by its answer id, read from the tagged cells of the solution notebook, so that adding an
-# exercise without mentioning it fails here. Numbers in prose come from the executed
-# cells through myst-nb's glue (CONTRIBUTING.md); the glue tests check the names, which
-# are string literals so that a reader can find the cell behind a pasted number.
+# "## References". A long chapter may be split into pages chNNa_name, chNNb_name, ...: the
+# first page has the title and the objectives, every later page its own "# Title", the
+# sections are numbered on from page to page, and only the last page ends with the three
+# (its exercise notebook is the one solutions/chNN_name.ipynb). The Exercises section
+# names the exercise notebook and every exercise by its answer id, read from the tagged
+# cells of the solution notebook, so that adding an exercise without mentioning it fails
+# here. Numbers in prose come from the executed cells through myst-nb's glue
+# (CONTRIBUTING.md); the glue tests check the names, which are string literals so that a
+# reader can find the cell behind a pasted number.
 
 SECTION = re.compile(r"^## (.+?)\s*$", re.M)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
@@ -73,9 +78,23 @@ TAIL = ["Summary", "Exercises", "References"]
 
 
 def chapter_number(chapter: Path) -> int:
-    match = re.fullmatch(r"ch(\d\d)_\w+", chapter.stem)
-    assert match, f"{chapter.name}: a chapter file is named chNN_name.ipynb"
+    match = re.fullmatch(r"ch(\d\d)[a-z]?_\w+", chapter.stem)
+    assert match, f"{chapter.name}: a chapter file is named chNN_name.ipynb (or chNNa_name.ipynb)"
     return int(match.group(1))
+
+
+def pages(chapter: Path) -> list[Path]:
+    """The pages of the chapter of ``chapter``, in order (one, unless it is split)."""
+    number = chapter_number(chapter)
+    return [page for page in CHAPTERS if chapter_number(page) == number]
+
+
+def exercise_notebook(chapter: Path) -> str:
+    """The chapter's exercise notebook: ``chNN_name`` (one per chapter, split or not)."""
+    if not re.fullmatch(r"ch\d\d[a-z]_\w+", chapter.stem):
+        return chapter.stem
+    found = sorted((ROOT / "solutions").glob(f"ch{chapter_number(chapter):02d}_*.ipynb"))
+    return found[0].stem if len(found) == 1 else f"ch{chapter_number(chapter):02d}_<name>"
 
 
 def markdown_of(notebook) -> str:
@@ -100,23 +119,36 @@ def answer_ids(solution: Path) -> list[str]:
     ]
 
 
+def numbered_sections(chapter: Path) -> list[str]:
+    _, sections = split_sections(markdown_of(nbformat.read(chapter, as_version=4)))
+    return [heading for heading, _ in sections if heading not in TAIL]
+
+
 def skeleton_problems(chapter: Path) -> list[str]:
     number = chapter_number(chapter)
     notebook = nbformat.read(chapter, as_version=4)
     text = markdown_of(notebook)
     preamble, sections = split_sections(text)
     problems = []
+    siblings = pages(chapter)
+    first, last = chapter == siblings[0], chapter == siblings[-1]
+    split = len(siblings) > 1 or bool(re.fullmatch(r"ch\d\d[a-z]_\w+", chapter.stem))
+    if split:
+        letters = [re.fullmatch(r"ch\d\d([a-z])_\w+", p.stem) for p in siblings]
+        if not all(letters) or [m.group(1) for m in letters] != list("abcdefgh"[: len(siblings)]):
+            problems.append("the pages of a split chapter are chNNa_name, chNNb_name, ...")
+    start = 1 + sum(len(numbered_sections(p)) for p in siblings[: siblings.index(chapter)])
 
-    if not re.match(rf"# {number}\. \S", notebook.cells[0].source):
+    if first and not re.match(rf"# {number}\. \S", notebook.cells[0].source):
         problems.append(f'the first cell must start with the title "# {number}. Title"')
 
-    objectives = OBJECTIVES.search(preamble)
+    objectives = OBJECTIVES.search(preamble) if first else True  # on the first page only
     if objectives is None:
         problems.append(
             'the objectives: "By the end of the chapter you will be able to" and a list '
             "must come before the first section"
         )
-    else:
+    elif first:
         # the paragraph with the phrase, then a paragraph that is a list of two items or more
         paragraphs = re.split(r"\n\s*\n", preamble[objectives.start() :])
         items = re.findall(r"^(?:[-*]|\d+\.) ", paragraphs[1], re.M) if paragraphs[1:] else []
@@ -124,22 +156,27 @@ def skeleton_problems(chapter: Path) -> list[str]:
             problems.append("the objectives must be followed by a list of at least two items")
 
     headings = [heading for heading, _ in sections]
-    if headings[-3:] != TAIL:
+    if last and headings[-3:] != TAIL:
         problems.append(f"the last sections must be {TAIL}, got {headings[-3:]}")
+    if not last and set(headings) & set(TAIL):
+        problems.append(f"only the last page of a split chapter has {TAIL}")
     numbered = [heading for heading in headings if heading not in TAIL]
-    expected = [f"{number}.{k}" for k in range(1, len(numbered) + 1)]
+    expected = [f"{number}.{k}" for k in range(start, start + len(numbered))]
     found = [heading.split(" ", 1)[0] for heading in numbered]
-    if len(numbered) < 2 or found != expected or any(" " not in h for h in numbered):
+    fewest = 1 if split else 2
+    if len(numbered) < fewest or found != expected or any(" " not in h for h in numbered):
         problems.append(
-            f'sections must be numbered "## {number}.1 Title", "## {number}.2 Title", ... '
-            f"(at least two) before {TAIL}; got {numbered}"
+            f'sections must be numbered "## {number}.{start} Title", '
+            f'"## {number}.{start + 1} Title", ... (at least {fewest}) before {TAIL}; '
+            f"got {numbered}"
         )
 
     body = dict(sections)
     if "Exercises" in body:
         exercises = body["Exercises"]
-        notebook_path = f"exercises/{chapter.stem}.ipynb"
-        solution = ROOT / "solutions" / f"{chapter.stem}.ipynb"
+        stem = exercise_notebook(chapter)
+        notebook_path = f"exercises/{stem}.ipynb"
+        solution = ROOT / "solutions" / f"{stem}.ipynb"
         if not (ROOT / notebook_path).exists() or not solution.exists():
             problems.append(f"{notebook_path} or its solution notebook does not exist")
         else:
