@@ -15,6 +15,7 @@ from llmcourse.alignment import (
     ScalarModel,
     dpo_pair_loss,
     pair_logprobs,
+    pair_rewards,
     pairs_from_rollout,
     reward_model_loss,
     sample_rollout,
@@ -66,6 +67,9 @@ def test_reward_model_loss_is_the_pairwise_loss_at_the_last_tokens(setup):
     r = full_r[rows, sequence_lengths(pairs.rejected_mask) - 1]
     assert loss.item() == pytest.approx(-F.logsigmoid(c - r).mean().item(), rel=1e-5)
     assert accuracy.item() == pytest.approx((c > r).float().mean().item())
+    chosen, rejected = pair_rewards(model, pairs)  # the scores the loss compares
+    torch.testing.assert_close(chosen.detach(), c)
+    torch.testing.assert_close(rejected.detach(), r)
 
 
 def test_dpo_starts_at_log_2_and_learns_the_preferences(setup):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_models import random_gpt
 
-from llmcourse.alignment import ScalarModel, pairwise_loss
+from llmcourse.alignment import ScalarModel, pairwise_loss, reward_fn, sample_rollout
 
 
 @pytest.fixture
@@ -92,3 +92,17 @@ def test_a_reward_model_learns_a_preference_from_pairs(lm):
     with torch.no_grad():
         accuracy = (model.score(chosen, lengths) > model.score(rejected, lengths)).float().mean()
     assert accuracy > 0.95
+
+
+def test_reward_fn_scores_each_response_of_a_rollout_without_gradients(lm):
+    model = ScalarModel.from_language_model(lm).train()
+    gen = torch.Generator().manual_seed(0)
+    rollout = sample_rollout(lm, [[1, 2], [3]], 3, 4, eos_id=6, pad_id=0, generator=gen)
+    scores = reward_fn(model)(rollout)
+    assert scores.shape == (6,) and not scores.requires_grad
+    assert model.training  # its mode is restored
+    with torch.no_grad():
+        expected = model.eval().score(rollout.ids, rollout.lengths)  # no dropout
+    torch.testing.assert_close(scores, expected)
+    with pytest.raises(TypeError, match="ScalarModel"):
+        reward_fn(lm)

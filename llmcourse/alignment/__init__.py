@@ -8,7 +8,8 @@
   generalised advantage estimation.
 - :mod:`.losses` -- REINFORCE, PPO's clipped surrogate and value loss, KL estimators,
   DPO.
-- :mod:`.reward_model` -- reward and value models: a GPT's Transformer with a scalar head.
+- :mod:`.reward_model` -- reward and value models: a GPT's Transformer with a scalar head;
+  a reward model as a reward function of rollouts.
 - :mod:`.rollout` -- responses sampled from a policy, packed into one padded batch.
 - :mod:`.pairs` -- preference pairs; the reward model's and DPO's losses on them.
 - :mod:`.policy_optimization` -- one step of REINFORCE, PPO or GRPO: rollout, score,
@@ -43,6 +44,7 @@ from llmcourse.alignment.pairs import (
     PreferencePairs,
     dpo_pair_loss,
     pair_logprobs,
+    pair_rewards,
     pairs_from_rollout,
     reward_model_loss,
 )
@@ -68,6 +70,7 @@ from llmcourse.alignment.preferences import (
 from llmcourse.alignment.reward_model import (
     ScalarModel,
     check_lengths,
+    reward_fn,
 )
 from llmcourse.alignment.rollout import (
     Rollout,
@@ -100,6 +103,7 @@ __all__ = [
     "masked_sum",
     "noise_ceiling",
     "pair_logprobs",
+    "pair_rewards",
     "pairs_from_rollout",
     "pairwise_loss",
     "policy_gradient_loss",
@@ -107,6 +111,7 @@ __all__ = [
     "preference_probability",
     "reduce_tokens",
     "response_logprobs",
+    "reward_fn",
     "reward_model_loss",
     "rl_step",
     "sample_preferences",

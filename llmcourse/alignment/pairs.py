@@ -76,11 +76,17 @@ def pairs_from_rollout(rollout: Rollout, first_preferred: Tensor) -> PreferenceP
     return PreferencePairs(ids[chosen], mask[chosen], ids[rejected], mask[rejected])
 
 
+def pair_rewards(model: ScalarModel, pairs: PreferencePairs) -> tuple[Tensor, Tensor]:
+    """``(chosen, rejected)``: the reward model's score of each response, ``(n,)`` each."""
+    chosen = model.score(pairs.chosen, sequence_lengths(pairs.chosen_mask))
+    rejected = model.score(pairs.rejected, sequence_lengths(pairs.rejected_mask))
+    return chosen, rejected
+
+
 def reward_model_loss(model: ScalarModel, pairs: PreferencePairs) -> tuple[Tensor, Tensor]:
     """``(loss, accuracy)``: the mean pairwise loss of the pairs and the fraction whose
     chosen response gets the higher reward (detached)."""
-    chosen = model.score(pairs.chosen, sequence_lengths(pairs.chosen_mask))
-    rejected = model.score(pairs.rejected, sequence_lengths(pairs.rejected_mask))
+    chosen, rejected = pair_rewards(model, pairs)
     return pairwise_loss(chosen, rejected), (chosen > rejected).float().mean().detach()
 
 

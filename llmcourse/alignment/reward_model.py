@@ -16,11 +16,14 @@ scalar at every position, :meth:`~ScalarModel.score` at each sequence's last tok
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from llmcourse.alignment.rollout import Rollout
 from llmcourse.checks import check_token_ids, describe
+from llmcourse.generation.generate import eval_no_grad
 from llmcourse.models.gpt import GPT
 
 
@@ -70,6 +73,19 @@ class ScalarModel(nn.Module):
         # Run only as far as the longest row: padding beyond it cannot matter.
         scalars = self(ids[:, : int(lengths.max())])
         return scalars.gather(1, (lengths.long() - 1)[:, None]).squeeze(1)
+
+
+def reward_fn(model: ScalarModel) -> Callable[[Rollout], Tensor]:
+    """The reward model as a reward function of rollouts: ``fn(rollout) -> (batch,)``,
+    each response's score, computed in eval mode without gradients."""
+    if not isinstance(model, ScalarModel):
+        raise TypeError(f"model must be a ScalarModel, got {type(model).__name__}")
+
+    def score(rollout: Rollout) -> Tensor:
+        with eval_no_grad(model):
+            return model.score(rollout.ids, rollout.lengths)
+
+    return score
 
 
 def check_lengths(lengths: object, ids: Tensor) -> Tensor:
