@@ -150,6 +150,10 @@ def build_root(plan: RootPlan) -> None:
             os.symlink(os.readlink(path), _inside(root, path))
         elif os.path.isdir(path):
             _bind(path, _inside(root, path), read_only=True)
+    # The scratch first: a read-only path may lie inside one (a repository under /tmp)
+    # and must be mounted on top of it, not hidden by it.
+    for path, source in plan.writable.items():
+        _bind(source, _inside(root, path), read_only=False)
     for path in plan.read_only:
         _bind(path, _inside(root, path), read_only=True)
     for path, source in plan.views.items():
@@ -160,8 +164,6 @@ def build_root(plan: RootPlan) -> None:
         os.symlink(target, _inside(root, f"/dev/{name}"))
     os.symlink("/proc/self/fd/1", _inside(root, "/dev/stdout"))
     os.symlink("/proc/self/fd/2", _inside(root, "/dev/stderr"))
-    for path, source in plan.writable.items():
-        _bind(source, _inside(root, path), read_only=False)
     os.makedirs(_inside(root, "/proc"))
     _mount("proc", _inside(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _pivot(root)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from grading_support import ROOT, leftover_processes
 
+from llmcourse.grading import spawner
 from llmcourse.grading.folders import grader_folders
 from llmcourse.grading.kernel import Kernel, OutputBudget
 from llmcourse.grading.limits import Limits, MiB
@@ -182,3 +183,24 @@ def test_a_kernel_leaves_nothing_on_the_host(server):
         assert kernel.execute(code + f"\nopen({str(mark)!r}, 'w').write('x')", 10).status == "ok"
     assert not mark.exists() and grader_folders() == folders
     assert [p for p in leftover_processes() if "sleep" in p] == []
+
+
+def test_a_read_only_folder_inside_a_scratch_path_stays_visible(monkeypatch, tmp_path):
+    """A repository cloned under /tmp (as CI may do) puts the interpreter and the package
+    inside a path where the kernel gets its private scratch: they must be mounted on top
+    of the scratch, not hidden by it."""
+    folder = tmp_path / "repository"
+    folder.mkdir(mode=0o755)
+    (folder / "marker.txt").write_text("visible")
+    assert str(folder).startswith("/tmp/")
+    paths = [*spawner.visible_paths(), str(folder)]
+    monkeypatch.setattr(spawner, "visible_paths", lambda: paths)
+    server = ForkServer(SANDBOX, LIMITS, ServerSpec(()))
+    try:
+        with new_kernel(server) as kernel:
+            marker = str(folder / "marker.txt")
+            assert value(kernel, "", f"open({marker!r}).read()") == "visible"
+            code = f"try:\n    open({marker!r}, 'w')\nexcept OSError:\n    ok = False"
+            assert value(kernel, f"ok = True\n{code}", "ok") is False  # read-only in /tmp
+    finally:
+        server.close()
