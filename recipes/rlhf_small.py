@@ -37,7 +37,6 @@ import dataclasses
 import json
 import math
 import platform
-import random
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -63,11 +62,11 @@ from llmcourse.alignment import (
     sample_rollout,
 )
 from llmcourse.alignment.gold import GoldReward
-from llmcourse.data.tasks import TRAIN_TASKS, Example, get_task, kind_of
+from llmcourse.alignment.prompts import RLHF_KINDS, chat_prompts, task_examples
+from llmcourse.data.tasks import kind_of
 from llmcourse.generation import eval_no_grad
 from llmcourse.models import load_pretrained
 from llmcourse.models.pretrained import sha256
-from llmcourse.prompting.chat import encode_dialogue, task_message
 from llmcourse.training import parameter_groups, train
 
 RECIPE = "recipes/rlhf_small.py"
@@ -77,11 +76,11 @@ RESULTS_DIR = Path(__file__).resolve().parents[1] / "llmcourse" / "alignment" / 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    kinds: tuple[str, ...] = ("reverse", "sort", "replace", "count", "arithmetic")
-    pairs: int = 2000
+    kinds: tuple[str, ...] = RLHF_KINDS
+    pairs: int = 6000
     noise: float = 0.25  # the annotators' Bradley-Terry scale, in gold-reward units
     max_new_tokens: int = 40
-    rm_epochs: int = 2
+    rm_epochs: int = 1
     rm_batch: int = 32
     rm_lr: float = 1e-4
     policy_steps: int = 120
@@ -95,6 +94,7 @@ class Recipe:
     dpo_beta: float = 0.1
     dpo_lr: float = 5e-5
     dpo_epochs: int = 2
+    dpo_evaluations: int = 6
     best_of: tuple[int, ...] = (1, 2, 4, 8, 16)
     seed: int = 0
 
@@ -110,45 +110,30 @@ TINY = dataclasses.replace(
     eval_every=2,
     eval_prompts=8,
     dpo_epochs=1,
+    dpo_evaluations=1,
     best_of=(1, 2),
 )
-
-
-# ----------------------------------------------------------------------- prompts
-def task_examples(recipe: Recipe, n: int, split: str, seed: str) -> list[Example]:
-    """``n`` examples of the recipe's kinds of training task, drawn evenly by kind."""
-    rng = random.Random(seed)
-    tasks = {kind: [t for t in TRAIN_TASKS if kind_of(t) == kind] for kind in recipe.kinds}
-    out = []
-    for i in range(n):
-        kind = recipe.kinds[i % len(recipe.kinds)]
-        out.append(get_task(rng.choice(tasks[kind])).example(rng, split))
-    return out
-
-
-def chat_prompts(tokenizer, examples: list[Example]) -> list[list[int]]:
-    """The chat-template prompt of each example's instruction and input."""
-    return [
-        encode_dialogue(tokenizer, [{"role": "user", "content": task_message(e)}], True)[0]
-        for e in examples
-    ]
 
 
 # ----------------------------------------------------------------- 1. preferences
 def preference_data(sft, tokenizer, recipe: Recipe, generator: torch.Generator):
     """Two sampled replies per prompt, their gold rewards and Bradley-Terry labels."""
-    examples = task_examples(recipe, recipe.pairs, "train", "rlhf-preferences")
+    examples = task_examples(recipe.kinds, recipe.pairs, "train", "rlhf-preferences")
     end, pad = tokenizer.specials["<|endoftext|>"], tokenizer.specials["<|pad|>"]
     rollout = sample_rollout(
         sft, chat_prompts(tokenizer, examples), 2, recipe.max_new_tokens, end, pad, 1.0, generator
     )
     gold = GoldReward(tokenizer, examples)(rollout)
-    first, second = gold[0::2], gold[1::2]
-    labels = sample_preferences(first, second, recipe.noise, generator)
+    right = GoldReward(tokenizer, examples, cost=0.0)(rollout)
+    labels = sample_preferences(gold[0::2], gold[1::2], recipe.noise, generator)
     pairs = pairs_from_rollout(rollout, labels)
-    gold_chosen = torch.where(labels, first, second)
-    gold_rejected = torch.where(labels, second, first)
-    return pairs, gold_chosen, gold_rejected
+
+    def chosen_and_rejected(values):
+        return torch.where(labels, values[0::2], values[1::2]), torch.where(
+            labels, values[1::2], values[0::2]
+        )
+
+    return pairs, chosen_and_rejected(gold), chosen_and_rejected(right), examples
 
 
 # ---------------------------------------------------------------- 2. reward model
@@ -177,14 +162,20 @@ def train_reward_model(sft, pairs: PreferencePairs, recipe: Recipe, generator, p
     return rm.eval(), history
 
 
-def reward_model_metrics(rm, pairs: PreferencePairs, gold_chosen, gold_rejected, noise) -> dict:
-    """Held-out accuracy against the labels and the gold preference, and calibration:
-    the reward model's predicted ``P(chosen > rejected)`` against the annotators' true
-    probability, in bins of its reward difference."""
-    with eval_no_grad(rm):
+def reward_model_metrics(rm, sft, pairs: PreferencePairs, gold, right, kinds, noise) -> dict:
+    """Held-out accuracy against the labels and the gold preference (on all pairs whose
+    gold rewards differ; on those where one reply is right and the other wrong, also by
+    kind of task, and for comparison the SFT model's own sequence log-probability used
+    as the reward), and calibration: the reward model's predicted ``P(chosen >
+    rejected)`` against the annotators' true probability, in bins of its reward
+    difference. ``gold`` and ``right`` are (chosen, rejected) pairs of tensors."""
+    (gold_chosen, gold_rejected), (right_chosen, right_rejected) = gold, right
+    with eval_no_grad(rm, sft):
         chosen, rejected = pair_rewards(rm, pairs)
+        sft_chosen, sft_rejected = pair_logprobs(sft, pairs)
     margin = chosen - rejected
     differs = gold_chosen != gold_rejected
+    one_right = right_chosen != right_rejected
     p_gold = torch.sigmoid((gold_chosen - gold_rejected) / noise)
     calibration = []
     edges = torch.linspace(-4, 4, 9)
@@ -199,12 +190,22 @@ def reward_model_metrics(rm, pairs: PreferencePairs, gold_chosen, gold_rejected,
                     "pairs": int(inside.sum()),
                 }
             )
-    right = (margin > 0) == (gold_chosen > gold_rejected)
+    agrees = (margin > 0) == (gold_chosen > gold_rejected)
+    sft_agrees = (sft_chosen > sft_rejected) == (gold_chosen > gold_rejected)
+    by_kind = {}
+    for kind in sorted(set(kinds)):
+        rows = one_right & torch.tensor([k == kind for k in kinds])
+        if bool(rows.any()):
+            by_kind[kind] = float(agrees[rows].float().mean())
     return {
         "pairs": len(pairs),
         # identical replies get equal rewards: half right, as a coin flip would be
         "accuracy_labels": float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean()),
-        "accuracy_gold": float(right[differs].float().mean()),
+        "accuracy_gold": float(agrees[differs].float().mean()),
+        "accuracy_right_vs_wrong": float(agrees[one_right].float().mean()),
+        "accuracy_right_vs_wrong_by_kind": by_kind,
+        "sft_logprob_accuracy_right_vs_wrong": float(sft_agrees[one_right].float().mean()),
+        "right_vs_wrong_pairs": float(one_right.float().mean()),
         "gold_ties": float((~differs).float().mean()),
         "noise_ceiling": float(noise_ceiling(gold_chosen, gold_rejected, noise).mean()),
         "calibration": calibration,
@@ -215,7 +216,7 @@ def reward_model_metrics(rm, pairs: PreferencePairs, gold_chosen, gold_rejected,
 def evaluator(reference, rm, tokenizer, recipe: Recipe):
     """``evaluate(policy) -> dict`` of gold, proxy, accuracy, KL and length on fixed
     test-split prompts (the same samples' seed for every policy)."""
-    examples = task_examples(recipe, recipe.eval_prompts, "test", "rlhf-evaluation")
+    examples = task_examples(recipe.kinds, recipe.eval_prompts, "test", "rlhf-evaluation")
     prompts = chat_prompts(tokenizer, examples)
     fns = {
         "gold": GoldReward(tokenizer, examples),
@@ -247,7 +248,7 @@ def policy_run(sft, tokenizer, recipe: Recipe, config: RLConfig, reward, evaluat
     )
     optimizer = torch.optim.AdamW(params, lr=recipe.policy_lr)
     examples = task_examples(
-        recipe, recipe.policy_steps * recipe.policy_prompts, "train", "rlhf-policy"
+        recipe.kinds, recipe.policy_steps * recipe.policy_prompts, "train", "rlhf-policy"
     )
     prompts = chat_prompts(tokenizer, examples)
     end, pad = tokenizer.specials["<|endoftext|>"], tokenizer.specials["<|pad|>"]
@@ -287,12 +288,20 @@ def dpo_run(sft, pairs: PreferencePairs, recipe: Recipe, evaluate, generator, pr
     with eval_no_grad(sft):
         ref_chosen, ref_rejected = pair_logprobs(sft, pairs)
     rows = list(pair_batches(pairs, recipe.rm_batch, recipe.dpo_epochs, generator))
+    every = max(len(rows) // recipe.dpo_evaluations, 1)
     curve = [{"step": 0, **evaluate(policy)}]
 
+    done = [0]  # optimizer steps so far: one loss per step
+
     def loss_fn(model, r):
+        done[0] += 1
         return dpo_pair_loss(
             model, (ref_chosen[r], ref_rejected[r]), pairs.select(r), recipe.dpo_beta
         )[0]
+
+    def eval_fn(model):
+        curve.append({"step": done[0], **evaluate(model)})
+        return curve[-1]["gold"]
 
     history = train(
         policy,
@@ -300,17 +309,18 @@ def dpo_run(sft, pairs: PreferencePairs, recipe: Recipe, evaluate, generator, pr
         rows,
         len(rows),
         lr=recipe.dpo_lr,
+        eval_fn=eval_fn,
+        eval_every=every,
         progress=progress,
         desc="DPO",
     )
-    curve.append({"step": len(rows), **evaluate(policy)})
     return {"beta": recipe.dpo_beta, "curve": curve, "loss": history.train_loss}
 
 
 # ----------------------------------------------------------------------- 4. best-of-n
 def best_of_n(sft, rm, tokenizer, recipe: Recipe) -> list[dict]:
     """Gold and proxy reward of the reply the reward model ranks first among ``n``."""
-    examples = task_examples(recipe, recipe.eval_prompts, "test", "rlhf-evaluation")
+    examples = task_examples(recipe.kinds, recipe.eval_prompts, "test", "rlhf-evaluation")
     prompts = chat_prompts(tokenizer, examples)
     end, pad = tokenizer.specials["<|endoftext|>"], tokenizer.specials["<|pad|>"]
     n_max = max(recipe.best_of)
@@ -370,12 +380,19 @@ def main(argv: list[str] | None = None) -> dict:
     sft, tokenizer = load_pretrained("instruct", directory=args.instruct)
 
     # 1-2: preferences, reward model
-    pairs, gold_chosen, gold_rejected = preference_data(sft, tokenizer, recipe, generator)
+    pairs, gold, right, examples = preference_data(sft, tokenizer, recipe, generator)
+    gold_chosen, gold_rejected = gold
     test = torch.arange(len(pairs) // 10)
     fit = torch.arange(len(test), len(pairs))
     rm, rm_history = train_reward_model(sft, pairs.select(fit), recipe, generator, progress)
     metrics = reward_model_metrics(
-        rm, pairs.select(test), gold_chosen[test], gold_rejected[test], recipe.noise
+        rm,
+        sft,
+        pairs.select(test),
+        (gold_chosen[test], gold_rejected[test]),
+        (right[0][test], right[1][test]),
+        [kind_of(examples[int(i)].task) for i in test],
+        recipe.noise,
     )
     print("reward model:", json.dumps(metrics), flush=True)
 

@@ -14,6 +14,10 @@
 - :mod:`.pairs` -- preference pairs; the reward model's and DPO's losses on them.
 - :mod:`.policy_optimization` -- one step of REINFORCE, PPO or GRPO: rollout, score,
   advantages, update (with gradient accumulation); evaluating a policy.
+
+Imported as modules: :mod:`.gold` (the gold reward behind the simulated annotators),
+:mod:`.prompts` (the chapter's task prompts) and :mod:`.results` (the shipped reward
+model and runs of ``recipes/rlhf_small.py``).
 """
 
 from llmcourse.alignment.advantages import (
