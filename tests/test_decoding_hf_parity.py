@@ -1,7 +1,8 @@
 """Parity of llmcourse.generation's logit transforms with Hugging Face's logits warpers.
 
-``TemperatureLogitsWarper``, ``TopKLogitsWarper`` and ``TopPLogitsWarper`` (from
-``transformers``, a test-only dependency; no model is loaded) are an independent
+``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``, ``MinPLogitsWarper``
+and ``RepetitionPenaltyLogitsProcessor`` (from ``transformers``, a test-only dependency; no
+model is loaded) are an independent
 implementation of the same conventions. On random logits of many shapes and dtypes, with
 ties, extreme values, ``-inf`` entries and every ``min_tokens_to_keep`` edge case, the
 outputs must be identical (the same floats, ``-inf`` at the same places).
@@ -21,7 +22,9 @@ import torch
 hf = pytest.importorskip("transformers.generation.logits_process")
 
 from llmcourse.generation import (  # noqa: E402
+    apply_repetition_penalty,
     apply_temperature,
+    min_p_filter,
     process_logits,
     top_k_filter,
     top_p_filter,
@@ -144,3 +147,47 @@ def test_any_leading_shape_matches_hf_row_by_row():
     assert torch.equal(top_p_filter(logits, 0.7).reshape(6, 40), theirs)
     theirs = hf_apply(hf.TopKLogitsWarper(4), flat)
     assert torch.equal(top_k_filter(logits, 4).reshape(6, 40), theirs)
+
+
+# ------------------------------------------------------------------ min-p, repetition penalty
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("min_tokens_to_keep", [1, 3, 2000])
+def test_min_p_matches_hf(min_tokens_to_keep, kind, dtype):
+    for shape in SHAPES:
+        logits = random_logits(shape, kind, dtype, seed=3 + shape[-1])
+        for min_p in (0.0, 1e-4, 0.05, 0.1, 0.5, 1.0):
+            warper = hf.MinPLogitsWarper(min_p, min_tokens_to_keep=min_tokens_to_keep)
+            ours = min_p_filter(logits, min_p, min_tokens_to_keep)
+            assert torch.equal(ours, hf_apply(warper, logits)), (shape, min_p)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("penalty", [0.5, 1.0, 1.2, 3.0])
+def test_repetition_penalty_matches_hf(penalty, dtype):
+    g = torch.Generator().manual_seed(5)
+    for batch, vocab, time in [(1, 2, 1), (3, 50, 7), (2, 1000, 40), (2, 50257, 12)]:
+        logits = (3 * torch.randn(batch, vocab, generator=g)).to(dtype)
+        previous = torch.randint(0, vocab, (batch, time), generator=g)
+        previous[:, -1] = previous[:, 0]  # a repeated id is penalised once
+        theirs = hf.RepetitionPenaltyLogitsProcessor(penalty)(previous, logits.clone())
+        assert torch.equal(apply_repetition_penalty(logits, previous, penalty), theirs)
+
+
+@pytest.mark.parametrize("kind", ["normal", "extreme", "masked"])
+def test_the_chain_with_min_p_matches_hf(kind):
+    for shape in SHAPES:
+        logits = random_logits(shape, kind, torch.float32, seed=11)
+        for temperature, top_k, top_p, min_p in [(0.7, 10, 0.8, 0.1), (1.5, 40, 0.99, 0.05)]:
+            chain = hf.LogitsProcessorList(
+                [
+                    hf.TemperatureLogitsWarper(temperature),
+                    hf.TopKLogitsWarper(top_k),
+                    hf.TopPLogitsWarper(top_p),
+                    hf.MinPLogitsWarper(min_p),
+                ]
+            )
+            ours = process_logits(logits, temperature, top_k, top_p, min_p=min_p)
+            assert torch.equal(ours, chain(None, logits))

@@ -3,11 +3,13 @@
 Greedy decoding commits to the most probable token at every step and can miss a
 sequence whose first token is less probable but whose continuation is much more so.
 Beam search keeps the ``beam_width`` best partial sequences (hypotheses) by their
-summed log-probability ``sum_t log P(w_t | w_<t)``, optionally divided by
-``length ** length_penalty`` so that longer sequences are not punished merely for
-being longer. Its hypotheses are the rows of one batch, run through the generation
-loop's :class:`~llmcourse.generation.generate.CachedModel`; the key-value cache is
-reordered (and rows repeated) with the hypotheses they extend at every step.
+summed log-probability ``sum_t log P(w_t | w_<t)``, optionally divided by a
+*length normalizer* ``lp(n)`` so that longer sequences are not punished merely for
+being longer (:func:`length_normalizer`): ``n ** alpha`` by default, as in Hugging
+Face's beam search, or Wu et al.'s (2016) ``((5 + n) / 6) ** alpha``. Its hypotheses
+are the rows of one batch, run through the generation loop's
+:class:`~llmcourse.generation.generate.CachedModel`; the key-value cache is reordered
+(and rows repeated) with the hypotheses they extend at every step.
 """
 
 from __future__ import annotations
@@ -18,8 +20,35 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from llmcourse.checks import check_int, check_token_ids
+from llmcourse.checks import check_choice, check_int, check_token_ids
 from llmcourse.generation.generate import CachedModel, check_eos, eval_no_grad
+
+LENGTH_FORMS = ("power", "gnmt")
+"""The length normalizers of :func:`length_normalizer`."""
+
+
+def length_normalizer(length: int, alpha: float, form: str = "power") -> float:
+    """What beam search divides a hypothesis's log-probability by: ``lp(n)``.
+
+    - ``"power"``: ``n ** alpha``; ``alpha = 0`` ranks by the summed log-probability,
+      ``alpha = 1`` by the mean per token (Hugging Face's ``length_penalty``).
+    - ``"gnmt"``: ``((5 + n) / 6) ** alpha``, the length penalty of Google's neural
+      machine translation system (Wu et al., 2016), who used ``alpha`` in 0.6 .. 0.7;
+      the constant 5 makes it grow more slowly than ``n ** alpha`` for short outputs.
+
+    Both equal 1 at ``n = 1`` and grow with ``n`` for ``alpha > 0``.
+
+    Args:
+        length: ``n``, the number of generated tokens, >= 1.
+        alpha: the exponent, a finite number.
+        form: one of :data:`LENGTH_FORMS`.
+    """
+    check_int("length", length)
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+    check_choice("form", form, LENGTH_FORMS)
+    base = length if form == "power" else (5 + length) / 6
+    return base**alpha
 
 
 @dataclass
@@ -30,7 +59,8 @@ class Hypothesis:
         tokens: ``(time,)`` long, the prompt then the generated tokens (``eos_id`` last
             when ``finished``).
         log_prob: ``sum log P(w_t | w_<t)`` over the generated tokens.
-        score: ``log_prob / n_generated ** length_penalty``, what the search ranks by.
+        score: ``log_prob / lp(n_generated)`` (:func:`length_normalizer`), what the
+            search ranks by.
         finished: whether the sequence ended with ``eos_id``.
     """
 
@@ -49,6 +79,7 @@ def beam_search(
     length_penalty: float = 0.0,
     *,
     use_cache: bool = True,
+    length_form: str = "power",
 ) -> list[Hypothesis]:
     """Beam search for the continuation of one prompt with the highest score.
 
@@ -63,9 +94,10 @@ def beam_search(
     beam search with ``early_stopping="never"``; with ``beam_width = 1`` and no length
     penalty it is :func:`greedy`.
 
-    A hypothesis's score is ``log_prob / n ** length_penalty``, ``n`` its number of
-    generated tokens (``eos_id`` included): 0 ranks by the plain sum, which favours
-    short sequences; 1 by the mean log-probability per token.
+    A hypothesis's score is ``log_prob / lp(n)``, ``n`` its number of generated tokens
+    (``eos_id`` included) and ``lp`` the :func:`length_normalizer` of ``length_form``
+    with ``alpha = length_penalty``: with ``n ** alpha``, 0 ranks by the plain sum,
+    which favours short sequences, and 1 by the mean log-probability per token.
 
     Args:
         model: ``model(idx (batch, time)) -> logits (batch, time, vocab)``.
@@ -73,7 +105,9 @@ def beam_search(
         beam_width: hypotheses kept per step, >= 1.
         max_new_tokens: the longest continuation, >= 1.
         eos_id: the end-of-sequence token, or None.
-        length_penalty: the exponent above, a finite number.
+        length_penalty: the exponent ``alpha`` above, a finite number.
+        length_form: ``"power"`` (``n ** alpha``) or ``"gnmt"`` (Wu et al.'s
+            ``((5 + n) / 6) ** alpha``).
         use_cache: as in :func:`greedy`; the hypotheses are the rows of one batch, and
             the cache's rows are reordered (and repeated) with the hypotheses they
             extend at every step.
@@ -91,12 +125,14 @@ def beam_search(
     check_int("max_new_tokens", max_new_tokens)
     if not isinstance(length_penalty, int | float) or not math.isfinite(length_penalty):
         raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
+    check_choice("length_form", length_form, LENGTH_FORMS)
 
     def score(log_prob: float, n: int) -> float:
-        return log_prob / n**length_penalty
+        return log_prob / length_normalizer(n, length_penalty, length_form)
 
     def best_possible(log_prob: float, n: int) -> float:
-        """The best score a live hypothesis with ``n`` tokens can still reach."""
+        """The best score a live hypothesis with ``n`` tokens can still reach (``lp`` grows
+        with ``n`` for a positive exponent, in both forms)."""
         return score(log_prob, max_new_tokens if length_penalty > 0 else n)
 
     alive = idx  # (n_alive, time)

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from llmcourse.checks import check_int, check_token_ids
-from llmcourse.generation.sampling import check_sampling_args, draw
+from llmcourse.checks import check_int, check_positive, check_token_ids
+from llmcourse.generation.sampling import apply_repetition_penalty, check_sampling_args, draw
 
 
 @contextlib.contextmanager
@@ -159,14 +159,19 @@ def _generate(
     choose: Callable[[Tensor], Tensor],
     eos_id: int | None,
     use_cache: bool,
+    repetition_penalty: float | None = None,
 ) -> Tensor:
     """Append ``choose(next-token logits (batch, vocab)) -> (batch,)`` tokens, one per step.
 
-    A row that has produced ``eos_id`` is padded with ``eos_id``; the loop stops when
-    every row has, or after ``max_new_tokens`` steps.
+    With a ``repetition_penalty``, the logits are first passed through
+    :func:`~llmcourse.generation.sampling.apply_repetition_penalty` with the sequence so
+    far (the prompt included). A row that has produced ``eos_id`` is padded with
+    ``eos_id``; the loop stops when every row has, or after ``max_new_tokens`` steps.
     """
     check_token_ids("idx", idx)
     check_int("max_new_tokens", max_new_tokens, minimum=0)
+    if repetition_penalty is not None:
+        check_positive("repetition_penalty", repetition_penalty)
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     runner = CachedModel(model, use_cache)
     with eval_no_grad(model):
@@ -174,6 +179,8 @@ def _generate(
             logits = runner.logits(idx)[:, -1]  # (batch, vocab)
             if step == 0:
                 check_eos(eos_id, logits.shape[-1])
+            if repetition_penalty is not None:
+                logits = apply_repetition_penalty(logits, idx, repetition_penalty)
             token = choose(logits)
             if eos_id is not None:
                 token = token.masked_fill(finished, eos_id)
@@ -191,6 +198,7 @@ def greedy(
     eos_id: int | None = None,
     *,
     use_cache: bool = True,
+    repetition_penalty: float | None = None,
 ) -> Tensor:
     """Greedy decoding: append ``argmax_v P(v | w_<t)`` (the lowest id among ties).
 
@@ -202,13 +210,22 @@ def greedy(
             and decoding stops early when every row has stopped. None: never stop early.
         use_cache: keep the keys and values of the tokens read so far, if the model has
             a cache (see :class:`CachedModel`); False recomputes them at every step.
+        repetition_penalty: None, or ``> 0``: lower the logits of every token already in
+            the row, prompt included, before choosing
+            (:func:`~llmcourse.generation.sampling.apply_repetition_penalty`; 1.2 in CTRL).
 
     Returns:
         ``(batch, time + n)`` long, the prompt first; ``n = max_new_tokens`` unless every
         row reached ``eos_id`` sooner.
     """
     return _generate(
-        model, idx, max_new_tokens, lambda logits: logits.argmax(-1), eos_id, use_cache
+        model,
+        idx,
+        max_new_tokens,
+        lambda logits: logits.argmax(-1),
+        eos_id,
+        use_cache,
+        repetition_penalty,
     )
 
 
@@ -224,16 +241,20 @@ def sample(
     min_tokens_to_keep: int = 1,
     *,
     use_cache: bool = True,
+    min_p: float | None = None,
+    repetition_penalty: float | None = None,
 ) -> Tensor:
     """Ancestral sampling: append a token drawn by :func:`sample_next` at every step.
 
-    Arguments and result as in :func:`greedy`; ``temperature``, ``top_k``, ``top_p`` and
-    ``min_tokens_to_keep`` as in :func:`~llmcourse.generation.sampling.process_logits`.
-    The same ``generator`` state draws the same tokens with or without the cache.
+    Arguments and result as in :func:`greedy`; ``temperature``, ``top_k``, ``top_p``,
+    ``min_p`` and ``min_tokens_to_keep`` as in
+    :func:`~llmcourse.generation.sampling.process_logits`, applied after the
+    ``repetition_penalty`` (the order of Hugging Face's logits processors). The same
+    ``generator`` state draws the same tokens with or without the cache.
     """
-    check_sampling_args(temperature, top_k, top_p, min_tokens_to_keep)
+    check_sampling_args(temperature, top_k, top_p, min_tokens_to_keep, min_p)
 
     def choose(logits: Tensor) -> Tensor:
-        return draw(logits, temperature, top_k, top_p, generator, min_tokens_to_keep)
+        return draw(logits, temperature, top_k, top_p, generator, min_tokens_to_keep, min_p)
 
-    return _generate(model, idx, max_new_tokens, choose, eos_id, use_cache)
+    return _generate(model, idx, max_new_tokens, choose, eos_id, use_cache, repetition_penalty)
