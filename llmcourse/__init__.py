@@ -11,13 +11,16 @@ The model code, from data to training (a subpackage imports only those above it,
     checks        argument validators shared by every module (one wording for errors)
     data/         corpora (Python docs prose, the grammar), tasks, documents, batching
     text/         word and character tokens, pre-tokenization, byte-level BPE
-    classic/      before the Transformer: n-grams, fixed-window LM, word2vec, RNNs, seq2seq
+    classic/      before the Transformer: n-grams and their interpolation, fixed-window LM,
+                  word2vec, RNN, LSTM and GRU, seq2seq
     modules/      Transformer building blocks: attention (fused and written out, GQA), the
                   KV cache, positions, norms, feed-forward (GELU MLP, SwiGLU), the block
-                  and stack, sparse and linear attention, hybrid memory
+                  and stack, sparse, linear and tiled (online-softmax) attention, hybrid
+                  memory
     models/       models built from modules: GPT (GPT-2 and Llama styles), BERT, T5, ViT,
                   fine-tuning heads, the shipped pretrained model (weights/)
-    generation/   sampling transforms, the one generation loop, beam search, speculative
+    generation/   sampling transforms, the one generation loop, beam search, speculative,
+                  BLEU and chrF
     training/     the loop and its pieces: AdamW, clipping, parameter groups, schedules,
                   accumulation, evaluation, logs, checkpoints, DDP, pretraining objectives
 
@@ -31,7 +34,7 @@ for its gold reward, and ``peft``, which uses ``compression``'s NF4 weights for 
                   chat template and its loss mask, ensembles and cascades (Chapter 11)
     retrieval/    chunking, BM25 and dense retrieval, retrieval metrics (Chapter 11)
     alignment/    preferences and reward models, policy gradients, PPO, GRPO, DPO, the
-                  gold reward (Chapter 12)
+                  gold reward, the shipped reward model and runs (Chapter 12)
     peft/         LoRA, adapters, prefix and prompt tuning, IA3, QLoRA (Chapter 13)
     compression/  quantization (absmax, zero-point, block-wise, NF4), outliers, pruning,
                   distillation, mixed precision (Chapter 13)
@@ -39,7 +42,10 @@ for its gold reward, and ``peft``, which uses ``compression``'s NF4 weights for 
 The course machinery, apart from the model code: :mod:`~llmcourse.grading` (the
 sandboxed autograder and the students' self-check), :mod:`~llmcourse.exercises` (student
 notebooks generated from the solutions), :mod:`~llmcourse.cli` (the ``llmcourse``
-command) and :mod:`~llmcourse.display` (tables and raw text in chapters).
+command), :mod:`~llmcourse.display` (tables and raw text in chapters) and
+:mod:`~llmcourse.explorers` (the widgets a reader moves in a chapter: the pure, tested
+computation behind each, the widget on it, and a static picture for the book; they may
+import any subpackage).
 
 Where a new module goes: into the subpackage of its role (a new attention variant into
 ``modules/``, a new model into ``models/``, a loss or a training step into

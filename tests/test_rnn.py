@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from llmcourse.classic import (
+    GRU,
     LSTM,
     RNN,
+    GRUCell,
     LSTMCell,
     RNNCell,
     RNNLanguageModel,
@@ -80,13 +82,42 @@ def test_lstm_gate_order_is_i_f_g_o():
     assert c.item() == pytest.approx(0.8)
 
 
+def test_gru_cell_computes_the_gates_by_hand():
+    # Weights on x only (the gate order r, z, n), and biases on h's side.
+    cell = GRUCell(1, 1)
+    w_r, w_z, w_n, u_r, u_z, u_n = 0.5, -1.0, 2.0, 0.3, -0.2, 1.5
+    b_hn = 0.4
+    set_cell(cell, [[w_r], [w_z], [w_n]], [[u_r], [u_z], [u_n]], [0, 0, 0], [0, 0, b_hn])
+    x, h_prev = 0.8, -0.6
+    h = cell(torch.tensor([[x]]), torch.tensor([[h_prev]]))
+
+    def sigmoid(z):
+        return 1 / (1 + math.exp(-z))
+
+    r = sigmoid(w_r * x + u_r * h_prev)
+    z = sigmoid(w_z * x + u_z * h_prev)
+    n = math.tanh(w_n * x + r * (u_n * h_prev + b_hn))  # the reset gate scales W_hn h + b_hn
+    assert h.item() == pytest.approx((1 - z) * n + z * h_prev)
+
+
+def test_gru_update_gate_near_one_keeps_the_state():
+    # Only the update gate's weight block reads x: a large input gives z -> 1, h' = h.
+    cell = GRUCell(1, 2)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.zero_()
+        cell.weight_ih[2:4] = 100.0  # rows 2..3: the update gate z
+    h = torch.tensor([[0.3, -0.7]])
+    torch.testing.assert_close(cell(torch.ones(1, 1), h), h)
+
+
 def test_cells_default_to_a_zero_state_and_accept_unbatched_input():
     torch.manual_seed(0)
-    for cell in (RNNCell(3, 4), LSTMCell(3, 4)):
+    for cell in (RNNCell(3, 4), LSTMCell(3, 4), GRUCell(3, 4)):
         x = torch.randn(2, 3)
         default = cell(x)
         zeros = torch.zeros(2, 4)
-        explicit = cell(x, zeros) if isinstance(cell, RNNCell) else cell(x, (zeros, zeros))
+        explicit = cell(x, (zeros, zeros)) if isinstance(cell, LSTMCell) else cell(x, zeros)
         for a, b in zip(
             default if isinstance(default, tuple) else (default,),
             explicit if isinstance(explicit, tuple) else (explicit,),
@@ -105,10 +136,12 @@ def test_cell_parameters_have_torch_shapes_and_init_range():
     bound = 1 / math.sqrt(5)
     assert all(p.abs().max() <= bound for p in cell.parameters())
     assert RNNCell(3, 5, bias=False).bias_ih is None
+    gru = GRUCell(3, 5)
+    assert gru.weight_ih.shape == (15, 3) and gru.weight_hh.shape == (15, 5)
 
 
 # -------------------------------------------------------------------------- layers
-@pytest.mark.parametrize("layer_type", [RNN, LSTM])
+@pytest.mark.parametrize("layer_type", [RNN, LSTM, GRU])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
@@ -239,6 +272,10 @@ def test_lstm_and_cells_validate_their_states():
 def test_load_torch_weights_refuses_mismatches():
     with pytest.raises(ValueError, match="cannot load a LSTM into a RNN"):
         load_torch_weights(RNN(3, 4), nn.LSTM(3, 4))
+    with pytest.raises(ValueError, match="cannot load a GRU into a LSTM"):
+        load_torch_weights(LSTM(3, 4), nn.GRU(3, 4))
+    with pytest.raises(ValueError, match="dropout between layers is not supported"):
+        load_torch_weights(GRU(3, 4, num_layers=2), nn.GRU(3, 4, num_layers=2, dropout=0.5))
     with pytest.raises(ValueError, match="hidden_size differs: 4 here, 5 in the reference"):
         load_torch_weights(RNN(3, 4), nn.RNN(3, 5))
     with pytest.raises(ValueError, match="bidirectional differs"):
@@ -249,8 +286,10 @@ def test_load_torch_weights_refuses_mismatches():
         load_torch_weights(LSTM(3, 4, num_layers=2), nn.LSTM(3, 4, num_layers=2, dropout=0.5))
     with pytest.raises(ValueError, match="proj_size is not supported"):
         from_torch(nn.LSTM(3, 4, proj_size=2))
-    with pytest.raises(ValueError, match="expected nn.RNNCell, nn.LSTMCell, nn.RNN or nn.LSTM"):
-        from_torch(nn.GRU(3, 4))
+    with pytest.raises(
+        ValueError, match="expected nn.RNNCell, nn.LSTMCell, nn.GRUCell, nn.RNN, nn.LSTM or nn.GRU"
+    ):
+        from_torch(nn.Linear(3, 4))
 
 
 def test_from_torch_copies_the_configuration():

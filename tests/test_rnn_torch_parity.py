@@ -1,4 +1,5 @@
-"""Parity of llmcourse.classic.rnn with PyTorch's own recurrent modules, with copied weights.
+"""Parity of llmcourse.classic.rnn (RNN, LSTM, GRU) with PyTorch's own recurrent modules,
+with copied weights.
 
 For every configuration we build a ``torch.nn`` module, copy its weights into ours with
 ``from_torch``, run both on the same random input (float64, so that the tolerances can
@@ -18,7 +19,16 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from llmcourse.classic import LSTM, RNN, LSTMCell, RNNCell, from_torch, torch_parameter_name
+from llmcourse.classic import (
+    GRU,
+    LSTM,
+    RNN,
+    GRUCell,
+    LSTMCell,
+    RNNCell,
+    from_torch,
+    torch_parameter_name,
+)
 
 DTYPE = torch.float64
 INPUT, HIDDEN, STEPS, BATCH = 3, 4, 5, 3
@@ -46,6 +56,8 @@ def make_torch_layer(kind, nonlinearity, **options):
     torch.manual_seed(0)
     if kind == "lstm":
         return nn.LSTM(INPUT, HIDDEN, **options).to(DTYPE)
+    if kind == "gru":
+        return nn.GRU(INPUT, HIDDEN, **options).to(DTYPE)
     return nn.RNN(INPUT, HIDDEN, nonlinearity=nonlinearity, **options).to(DTYPE)
 
 
@@ -58,7 +70,8 @@ def assert_same_parameter_grads(ours, reference):
             torch.testing.assert_close(p.grad, theirs[torch_name].grad, msg=torch_name)
 
 
-KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", None)]
+KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("gru", None)]
+OURS = {"rnn": (RNNCell, RNN), "lstm": (LSTMCell, LSTM), "gru": (GRUCell, GRU)}
 
 
 # ------------------------------------------------------------------------------- cells
@@ -70,10 +83,12 @@ def test_cells_match_torch(kind, nonlinearity, bias, batched, with_state):
     torch.manual_seed(0)
     if kind == "lstm":
         reference = nn.LSTMCell(INPUT, HIDDEN, bias=bias).to(DTYPE)
+    elif kind == "gru":
+        reference = nn.GRUCell(INPUT, HIDDEN, bias=bias).to(DTYPE)
     else:
         reference = nn.RNNCell(INPUT, HIDDEN, bias=bias, nonlinearity=nonlinearity).to(DTYPE)
     ours = from_torch(reference)
-    assert isinstance(ours, LSTMCell if kind == "lstm" else RNNCell)
+    assert type(ours) is OURS[kind][0]
     shape = (BATCH,) if batched else ()
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(*shape, INPUT, generator=generator, dtype=DTYPE)
@@ -168,7 +183,7 @@ def assert_runs_match(runs, ours, reference):
 def test_layers_match_torch(kind, nonlinearity, options):
     reference = make_torch_layer(kind, nonlinearity, **options)
     ours = from_torch(reference)
-    assert isinstance(ours, LSTM if kind == "lstm" else RNN)
+    assert type(ours) is OURS[kind][1]
     x = layer_input(options["batch_first"])
     runs = run_both(kind, ours, reference, x, initial_state(kind, reference))
     assert_runs_match(runs, ours, reference)

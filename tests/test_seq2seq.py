@@ -25,7 +25,7 @@ from llmcourse.classic import (
 from llmcourse.training import train
 
 PAD, BOS, EOS = 0, 2, 3
-ATTENTIONS = [None, "dot", "bilinear"]
+ATTENTIONS = [None, "dot", "bilinear", "additive"]
 
 
 def right_padding_mask(lengths: list[int], width: int | None = None) -> torch.Tensor:
@@ -270,7 +270,7 @@ def test_forward_rejects_bad_inputs(change, error, message):
     ("kwargs", "message"),
     [
         (dict(hidden_size=0), "hidden_size must be an integer >= 1, got 0"),
-        (dict(attention="additive"), "attention must be one of"),
+        (dict(attention="concat"), "attention must be one of"),
         (dict(eos_id=12), r"eos_id must be an id in \[0, 12\)"),
     ],
 )

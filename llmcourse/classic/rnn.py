@@ -1,4 +1,4 @@
-"""Recurrent networks from scratch: RNN and LSTM cells, and stacked, bidirectional layers.
+"""Recurrent networks from scratch: RNN, LSTM and GRU cells, and stacked, bidirectional layers.
 
 A recurrent network reads a sequence one step at a time and carries a state forward.
 The simple (Elman) RNN updates a hidden vector,
@@ -14,12 +14,17 @@ to show:
     j_t = g_t * i_t      c_t = j_t + k_t          what is added, the new cell
     o_t = sigmoid(...)   h_t = o_t * tanh(c_t)    output gate, the new hidden state
 
-where every ``(...)`` is ``W x_t + b + V h_{t-1} + b'`` with its own weights.
+where every ``(...)`` is ``W x_t + b + V h_{t-1} + b'`` with its own weights. The GRU
+(Cho et al., 2014) has two gates and no cell:
+
+    r_t = sigmoid(...)   z_t = sigmoid(...)       reset and update gates
+    n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))     candidate state
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}         keep the old state where z_t is near 1
 
 Everything here is written with explicit matrix products and follows the conventions
-of ``torch.nn.RNN``/``torch.nn.LSTM`` exactly -- parameter shapes, the gate order
-``i, f, g, o`` inside the stacked LSTM weights, argument names, input and output
-shapes, the layout of the final states -- so that
+of ``torch.nn.RNN``/``LSTM``/``GRU`` exactly -- parameter shapes, the gate orders
+inside the stacked weights (LSTM ``i, f, g, o``, GRU ``r, z, n``), argument names,
+input and output shapes, the layout of the final states -- so that
 :func:`~llmcourse.classic.rnn_interop.load_torch_weights` can copy a torch module's
 weights into ours and the two compute the same function (the parity tests check
 outputs, final states and gradients). The layers also take the true
@@ -39,14 +44,14 @@ from llmcourse.checks import check_int, on_host
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
-State = tuple[Tensor, ...]  # (h,) for an RNN, (h, c) for an LSTM
+State = tuple[Tensor, ...]  # (h,) for an RNN or a GRU, (h, c) for an LSTM
 
 
 # ------------------------------------------------------------------------------- cells
 class _Cell(nn.Module):
-    """Weights shared by both cells: ``num_gates`` blocks of ``hidden_size`` rows each.
+    """Weights shared by the cells: ``num_gates`` blocks of ``hidden_size`` rows each.
 
-    Parameters (the names and shapes of ``torch.nn.RNNCell``/``LSTMCell``):
+    Parameters (the names and shapes of ``torch.nn.RNNCell``/``LSTMCell``/``GRUCell``):
         weight_ih: ``(num_gates * hidden_size, input_size)``
         weight_hh: ``(num_gates * hidden_size, hidden_size)``
         bias_ih, bias_hh: ``(num_gates * hidden_size,)``, or None when ``bias=False``.
@@ -178,6 +183,35 @@ class LSTMCell(_Cell):
             raise ValueError("state must be a pair (h, c)")
         h, c = self._run(x, None if state is None else tuple(state))
         return h, c
+
+
+class GRUCell(_Cell):
+    """A gated recurrent unit, like ``nn.GRUCell`` (gate order ``r, z, n``).
+
+    Args:
+        input_size: features of ``x``.
+        hidden_size: features of ``h``.
+        bias: use ``b_ih`` and ``b_hh``.
+    """
+
+    num_gates = 3
+
+    def step(self, projected_x: Tensor, state: State) -> State:
+        (h,) = state
+        x_r, x_z, x_n = projected_x.chunk(3, dim=-1)  # W_i* x + b_i*, torch's order
+        h_r, h_z, h_n = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=-1)
+        r = torch.sigmoid(x_r + h_r)  # reset gate: how much of h the candidate reads
+        z = torch.sigmoid(x_z + h_z)  # update gate: how much of h is kept
+        n = torch.tanh(x_n + r * h_n)  # candidate state
+        return ((1 - z) * n + z * h,)
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        """``x: (batch, input_size)``, ``h: (batch, hidden_size)`` or None (zeros) -> new ``h``.
+
+        Unbatched ``x: (input_size,)`` with ``h: (hidden_size,)`` works too.
+        """
+        (h,) = self._run(x, None if h is None else (h,))
+        return h
 
 
 # ------------------------------------------------------------------------------ layers
@@ -393,3 +427,33 @@ class LSTM(_Recurrent):
             raise ValueError("hx must be a pair (h_0, c_0)")
         output, (h_n, c_n) = self._run(input, None if hx is None else tuple(hx), lengths)
         return output, (h_n, c_n)
+
+
+class GRU(_Recurrent):
+    """A multi-layer GRU with the interface of ``torch.nn.GRU``.
+
+    Arguments as for :class:`RNN` (without ``nonlinearity``); ``forward(input, hx=None,
+    lengths=None)`` takes and returns the states of :class:`RNN`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+    ) -> None:
+        sizes = self._layer_sizes(input_size, hidden_size, num_layers, bidirectional)
+        cells = [GRUCell(size, hidden_size, bias) for size in sizes]
+        super().__init__(cells, num_layers, batch_first, bidirectional)
+
+    def forward(
+        self,
+        input: Tensor,
+        hx: Tensor | None = None,
+        lengths: Tensor | Sequence[int] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        output, (h_n,) = self._run(input, None if hx is None else (hx,), lengths)
+        return output, h_n

@@ -2,8 +2,8 @@
 
 The cells and layers of :mod:`llmcourse.classic.rnn` store each layer's four tensors with
 the shapes and names of ``torch.nn`` (``weight_ih``, ``weight_hh``, ``bias_ih``,
-``bias_hh``) and the LSTM gates in torch's order (``i, f, g, o``), so a torch module's
-weights load into ours one tensor per parameter: torch's ``weight_ih_l{l}``
+``bias_hh``) and the gates in torch's order (LSTM ``i, f, g, o``, GRU ``r, z, n``), so
+a torch module's weights load into ours one tensor per parameter: torch's ``weight_ih_l{l}``
 (``_reverse`` for the backward direction) becomes ``cells[l * D + d].weight_ih``. This
 is what the parity tests and Chapter 3 use to run both on the same weights.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llmcourse.classic.rnn import LSTM, RNN, LSTMCell, RNNCell
+from llmcourse.classic.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
-Module = RNNCell | LSTMCell | RNN | LSTM
+Module = RNNCell | LSTMCell | GRUCell | RNN | LSTM | GRU
 
 
 def torch_parameter_name(name: str, layer: int, reverse: bool) -> str:
@@ -27,9 +27,9 @@ def torch_parameter_name(name: str, layer: int, reverse: bool) -> str:
 def load_torch_weights(module: Module, reference: nn.Module) -> Module:
     """Copy the weights of a torch module into ours, in place, and return ours.
 
-    ``reference`` is an ``nn.RNNCell``, ``nn.LSTMCell``, ``nn.RNN`` or ``nn.LSTM`` with the
-    same configuration as ``module``. Both store a layer's four tensors with the same
-    shapes and the LSTM gates in the same order (``i, f, g, o``), so the copy is one
+    ``reference`` is an ``nn.RNNCell``, ``nn.LSTMCell``, ``nn.GRUCell``, ``nn.RNN``,
+    ``nn.LSTM`` or ``nn.GRU`` with the same configuration as ``module``. Both store a
+    layer's four tensors with the same shapes and the gates in the same order, so the copy is one
     tensor per parameter: torch's ``weight_ih_l{l}`` (``_reverse`` for the backward
     direction) becomes ``cells[l * D + d].weight_ih``.
 
@@ -40,14 +40,16 @@ def load_torch_weights(module: Module, reference: nn.Module) -> Module:
     pairs = {
         RNNCell: nn.RNNCell,
         LSTMCell: nn.LSTMCell,
+        GRUCell: nn.GRUCell,
         RNN: nn.RNN,
         LSTM: nn.LSTM,
+        GRU: nn.GRU,
     }
     expected = pairs.get(type(module))
     if expected is None or type(reference) is not expected:
         raise ValueError(f"cannot load a {type(reference).__name__} into a {type(module).__name__}")
     config = ["input_size", "hidden_size", "bias"]
-    if isinstance(module, RNN | LSTM):
+    if isinstance(module, RNN | LSTM | GRU):
         if getattr(reference, "proj_size", 0):
             raise ValueError("proj_size is not supported")
         if reference.dropout:
@@ -61,7 +63,7 @@ def load_torch_weights(module: Module, reference: nn.Module) -> Module:
             raise ValueError(f"{attribute} differs: {ours!r} here, {theirs!r} in the reference")
     source = dict(reference.named_parameters())
     with torch.no_grad():
-        if isinstance(module, RNNCell | LSTMCell):
+        if isinstance(module, RNNCell | LSTMCell | GRUCell):
             for name, p in module.named_parameters():
                 p.copy_(source[name])
             return module
@@ -73,15 +75,17 @@ def load_torch_weights(module: Module, reference: nn.Module) -> Module:
 
 
 def from_torch(reference: nn.Module) -> Module:
-    """A new module of ours with the configuration and weights of a torch RNN or LSTM
+    """A new module of ours with the configuration and weights of a torch RNN, LSTM or GRU
     (cell or layer)."""
-    if type(reference) in (nn.RNNCell, nn.LSTMCell):
+    cells = {nn.RNNCell: RNNCell, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell}
+    layers = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU}
+    if type(reference) in cells:
         kwargs = {"bias": reference.bias}
         if type(reference) is nn.RNNCell:
             kwargs["nonlinearity"] = reference.nonlinearity
-        cell_type = RNNCell if type(reference) is nn.RNNCell else LSTMCell
+        cell_type = cells[type(reference)]
         module = cell_type(reference.input_size, reference.hidden_size, **kwargs)
-    elif type(reference) in (nn.RNN, nn.LSTM):
+    elif type(reference) in layers:
         kwargs = {
             "num_layers": reference.num_layers,
             "bias": reference.bias,
@@ -90,11 +94,12 @@ def from_torch(reference: nn.Module) -> Module:
         }
         if type(reference) is nn.RNN:
             kwargs["nonlinearity"] = reference.nonlinearity
-        layer_type = RNN if type(reference) is nn.RNN else LSTM
+        layer_type = layers[type(reference)]
         module = layer_type(reference.input_size, reference.hidden_size, **kwargs)
     else:
         raise ValueError(
-            f"expected nn.RNNCell, nn.LSTMCell, nn.RNN or nn.LSTM, got {type(reference).__name__}"
+            "expected nn.RNNCell, nn.LSTMCell, nn.GRUCell, nn.RNN, nn.LSTM or nn.GRU, got "
+            f"{type(reference).__name__}"
         )
     module = module.to(next(reference.parameters()).dtype)
     return load_torch_weights(module, reference)

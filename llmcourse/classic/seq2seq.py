@@ -15,9 +15,10 @@ the context vector ``c_t``:
   the previous decoder state, ``s_tj = score(h^d_{t-1}, h^e_j)``, turns the scores into
   weights ``a_tj = softmax_j(s_tj)`` over the real (unpadded) source positions, and
   reads ``c_t = sum_j a_tj h^e_j``. The score here is a dot product ``h^d . h^e``
-  (:class:`DotAttention`) or a bilinear form ``h^d W h^e`` with a trained ``W``
-  (:class:`BilinearAttention`), two of the scores compared by Luong et al. (2015);
-  Bahdanau et al. used a small feed-forward network.
+  (:class:`DotAttention`), a bilinear form ``h^d W h^e`` with a trained ``W``
+  (:class:`BilinearAttention`), two of the scores compared by Luong et al. (2015), or
+  Bahdanau et al.'s small feed-forward network ``v . tanh(W_q h^d + W_k h^e)``
+  (:class:`AdditiveAttention`).
 
 The output distribution is a linear layer on ``[h^d_t; c_t]``. Training uses teacher
 forcing (:meth:`Seq2Seq.forward`: the decoder reads the gold previous token);
@@ -37,7 +38,7 @@ from torch import nn
 
 from llmcourse.checks import embedding_lookup, on_host
 
-ATTENTIONS = (None, "dot", "bilinear")
+ATTENTIONS = (None, "dot", "bilinear", "additive")
 
 
 def _check_mask(mask: torch.Tensor, shape: tuple[int, int]) -> None:
@@ -139,6 +140,44 @@ class BilinearAttention(DotAttention):
         return super().score(query @ self.weight, keys)
 
 
+class AdditiveAttention(DotAttention):
+    """Additive attention (Bahdanau et al., 2015): ``score(q, k_j) = v . tanh(W_q q + W_k k_j)``.
+
+    A one-hidden-layer network scores each key against the query: ``W_q: (hidden,
+    d_query)`` and ``W_k: (hidden, d_key)`` project both into ``hidden`` dimensions,
+    where they are added, and ``v: (hidden,)`` reads the tanh of the sum. The sizes of
+    queries and keys may differ. ``hidden * (d_query + d_key + 1)`` parameters.
+    """
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int) -> None:
+        super().__init__()
+        for name, value in (
+            ("query_size", query_size),
+            ("key_size", key_size),
+            ("hidden_size", hidden_size),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.query_proj = nn.Linear(query_size, hidden_size, bias=False)  # W_q
+        self.key_proj = nn.Linear(key_size, hidden_size, bias=False)  # W_k
+        self.v = nn.Parameter(torch.empty(hidden_size).uniform_(-1, 1) / hidden_size**0.5)
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """``query: (batch, d_query)``, ``keys: (batch, src_len, d_key)`` -> ``(batch, src_len)``.
+
+        Computed as ``tanh(W_k k_j + W_q q) . v`` for all keys at once.
+        """
+        _check_query_keys(query, keys)
+        sizes = (self.query_proj.in_features, self.key_proj.in_features)
+        if (query.shape[-1], keys.shape[-1]) != sizes:
+            raise ValueError(
+                f"this additive attention takes queries of size {sizes[0]} and keys of size "
+                f"{sizes[1]}, got {query.shape[-1]} and {keys.shape[-1]}"
+            )
+        hidden = torch.tanh(self.key_proj(keys) + self.query_proj(query).unsqueeze(1))
+        return hidden @ self.v  # (batch, src_len, hidden) @ (hidden,)
+
+
 @dataclass
 class Seq2SeqConfig:
     """Sizes, attention type and special token ids of a :class:`Seq2Seq` model.
@@ -147,8 +186,8 @@ class Seq2SeqConfig:
         src_vocab_size, tgt_vocab_size: vocabulary sizes.
         emb_size: size of the token embeddings.
         hidden_size: size of the encoder's and the decoder's GRU states.
-        attention: ``None`` (fixed context: the encoder's last state), ``"dot"`` or
-            ``"bilinear"``.
+        attention: ``None`` (fixed context: the encoder's last state), ``"dot"``,
+            ``"bilinear"`` or ``"additive"`` (its hidden layer has ``hidden_size`` units).
         bos_id, eos_id, pad_id: target ids of ``<s>``, ``</s>`` and ``<pad>``.
     """
 
@@ -220,8 +259,9 @@ class Decoder(nn.Module):
 
     Args:
         vocab_size, emb_size, hidden_size: as in :class:`Seq2SeqConfig`.
-        attention: a :class:`DotAttention` or :class:`BilinearAttention` module, or
-            None to use the encoder's last state as the context at every step.
+        attention: a :class:`DotAttention`, :class:`BilinearAttention` or
+            :class:`AdditiveAttention` module, or None to use the encoder's last state
+            as the context at every step.
     """
 
     def __init__(
@@ -331,7 +371,9 @@ class Seq2Seq(nn.Module):
             None: None,
             "dot": DotAttention(),
             "bilinear": BilinearAttention(c.hidden_size, c.hidden_size),
-        }[c.attention]
+        }.get(c.attention)
+        if c.attention == "additive":  # built only when asked: the others draw no extra numbers
+            attention = AdditiveAttention(c.hidden_size, c.hidden_size, c.hidden_size)
         self.encoder = Encoder(c.src_vocab_size, c.emb_size, c.hidden_size)
         self.decoder = Decoder(c.tgt_vocab_size, c.emb_size, c.hidden_size, attention)
 

@@ -17,6 +17,12 @@ context word from the noise:
 
 Words that occur in similar contexts end up with similar vectors ``v``; cosine
 similarity between them finds a word's nearest neighbours.
+
+**Subsampling** of frequent words (Mikolov et al., 2013b) drops each occurrence of a
+word ``w`` of relative frequency ``f(w)`` before the pairs are made, keeping it with
+probability ``sqrt(t / f(w))`` (the paper's formula) or ``sqrt(t / f(w)) + t / f(w)``
+(the released word2vec code), capped at 1, for a threshold ``t``: very frequent words
+lose most of their occurrences, words rarer than ``t`` none.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmcourse.checks import check_int
+from llmcourse.checks import check_choice, check_int, check_positive
 
 
 def skipgram_pairs(
@@ -89,6 +95,79 @@ def noise_distribution(counts: Sequence[int] | torch.Tensor, power: float = 0.75
         raise ValueError(f"power must be >= 0, got {power!r}")
     weights = torch.where(counts > 0, counts**power, 0.0)
     return weights / weights.sum()
+
+
+SUBSAMPLING_FORMS = ("paper", "code")
+
+
+def keep_probabilities(
+    counts: Sequence[int] | torch.Tensor, threshold: float = 1e-3, form: str = "code"
+) -> torch.Tensor:
+    """The probability of keeping each occurrence of each word under subsampling.
+
+    With ``f(w) = c(w) / sum_w' c(w')`` and ``t = threshold``:
+
+    - ``form="paper"``: ``sqrt(t / f)``, i.e. discard with probability ``1 - sqrt(t / f)``
+      (Mikolov et al., 2013b, equation 5);
+    - ``form="code"``: ``sqrt(t / f) + t / f``, what ``word2vec.c`` computes as
+      ``(sqrt(f / t) + 1) * t / f``; it keeps a little more of every word.
+
+    Both are capped at 1; a word that never occurs gets 1.
+
+    Args:
+        counts: ``(V,)`` the count of every word id in the training text, >= 0.
+        threshold: ``t`` > 0; word2vec's default is 1e-3, the paper used 1e-5 on
+            billions of words.
+        form: ``"paper"`` or ``"code"``.
+
+    Returns:
+        ``(V,)`` float64 probabilities in (0, 1].
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    if counts.ndim != 1 or len(counts) == 0:
+        raise ValueError(
+            f"counts must be a non-empty 1-D sequence, got shape {tuple(counts.shape)}"
+        )
+    if (counts < 0).any() or not counts.sum() > 0:
+        raise ValueError("counts must be >= 0 with a positive total")
+    check_positive("threshold", threshold)
+    check_choice("form", form, SUBSAMPLING_FORMS)
+    ratio = threshold / (counts / counts.sum())  # t / f, inf for unseen words
+    keep = ratio.sqrt() + (ratio if form == "code" else 0.0)
+    return keep.clamp(max=1.0)
+
+
+def subsample(
+    sentences: Sequence[Sequence[int]],
+    keep: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Drop each token ``i`` at random, keeping it with probability ``keep[i]``.
+
+    Args:
+        sentences: sentences of word ids.
+        keep: ``(V,)`` keep probabilities, e.g. from :func:`keep_probabilities`.
+        generator: seeds the draws (one uniform number per token, in reading order).
+
+    Returns:
+        The sentences with the dropped tokens removed (a sentence may become empty);
+        the pairs of :func:`skipgram_pairs` are then made on what is left, so the
+        window reaches past the dropped words.
+    """
+    if keep.ndim != 1 or (keep < 0).any() or (keep > 1).any():
+        raise ValueError("keep must be a 1-D tensor of probabilities in [0, 1]")
+    if isinstance(sentences, torch.Tensor) or any(isinstance(s, str) for s in sentences):
+        raise TypeError("sentences must be a list of lists of ids, e.g. [[4, 9, 2], [7, 5]]")
+    lengths = [len(s) for s in sentences]
+    flat = torch.tensor([int(i) for s in sentences for i in s], dtype=torch.long)
+    if len(flat) and not 0 <= int(flat.min()) <= int(flat.max()) < len(keep):
+        raise ValueError(f"word ids must be in [0, {len(keep)})")
+    kept = torch.rand(len(flat), generator=generator, dtype=torch.float64) < keep[flat]
+    out, start = [], 0
+    for n in lengths:
+        out.append(flat[start : start + n][kept[start : start + n]].tolist())
+        start += n
+    return out
 
 
 def sample_negatives(

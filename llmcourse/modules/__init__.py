@@ -9,6 +9,8 @@
 - :mod:`.transformer` -- :class:`TransformerConfig`, the block and the stack of blocks.
 - :mod:`.sparse_attention`, :mod:`.linear_attention`, :mod:`.hybrid_memory` -- attention
   for long inputs (Chapter 7).
+- :mod:`.tiled_attention` -- exact attention in tiles with an online softmax
+  (FlashAttention's idea), and the measure of a function's peak tensor memory (Chapter 7).
 """
 
 from llmcourse.modules.attention import (
@@ -83,6 +85,10 @@ from llmcourse.modules.sparse_attention import (
     sliding_window_attention,
     sliding_window_mask,
 )
+from llmcourse.modules.tiled_attention import (
+    peak_tensor_bytes,
+    tiled_attention,
+)
 from llmcourse.modules.transformer import (
     FEED_FORWARDS,
     NORMS,
@@ -147,6 +153,7 @@ __all__ = [
     "make_norm",
     "merge_heads",
     "padding_attention_mask",
+    "peak_tensor_bytes",
     "random_mask",
     "reachable",
     "record_attention",
@@ -161,4 +168,5 @@ __all__ = [
     "sliding_window_attention",
     "sliding_window_mask",
     "split_heads",
+    "tiled_attention",
 ]
