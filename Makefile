@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test lint exercises clean
+.PHONY: setup book test lint exercises clean browser-test
 
 setup: $(STAMP)
 
@@ -20,13 +20,19 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	PYTHONHASHSEED=0 $(BIN)/jupyter-book build --all --warningiserror --keep-going .
+	# TQDM_DISABLE: progress bars are for people running a notebook, not for the pages
+	PYTHONHASHSEED=0 TQDM_DISABLE=1 $(BIN)/jupyter-book build --all --warningiserror --keep-going .
 
 test: $(STAMP)
 	PYTHONHASHSEED=0 $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+browser-test: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-browser.txt
+	test -f _build/html/index.html || $(MAKE) book
+	PYTHONHASHSEED=0 $(BIN)/pytest -v -s browser_tests
 
 exercises: $(STAMP)
 	$(BIN)/llmcourse exercises
