@@ -2,7 +2,8 @@
 
 - :mod:`.words` -- lower-cased words, sentences, characters and a :class:`Vocab`
   (Chapters 1 to 4).
-- :mod:`.pretokenize` -- GPT-2's pattern that cuts text into the pieces BPE merges within.
+- :mod:`.pretokenize` -- GPT-2's (and GPT-4's) pattern that cuts text into the pieces BPE
+  merges within.
 - :mod:`.bpe` -- byte-level byte-pair encoding: training, encoding, decoding, saving.
 """
 
@@ -22,6 +23,7 @@ from llmcourse.text.bytelevel import (
 )
 from llmcourse.text.pretokenize import (
     GPT2_PATTERN,
+    GPT4_PATTERN,
     check_specials,
     pretokenize,
     split_specials,
@@ -45,6 +47,7 @@ __all__ = [
     "BYTE_ID",
     "EOS",
     "GPT2_PATTERN",
+    "GPT4_PATTERN",
     "PAD",
     "PairCounts",
     "UNK",

@@ -13,6 +13,14 @@ unchanged, matches the first that applies of
 - a run of white space that is not followed by a non-space (so that the last space
   before a word stays with the word), or else any run of white space.
 
+GPT-4's pattern (:data:`GPT4_PATTERN`, OpenAI's ``cl100k_base``, also used unchanged)
+differs in four ways: a number is cut into groups of at most three digits (left to right,
+``"1234567"`` gives ``"123" "456" "7"``) and never takes the space before it; the
+contractions are matched in any case (``"DON'T"`` gives ``"DON" "'T"``); one non-letter,
+non-digit character other than a line break may lead a run of letters (``".py"``,
+``"(x"``, ``"_name"``); and line breaks stay with the punctuation or white space before
+them. ``pretokenize(text, GPT4_PATTERN)`` cuts with it.
+
 The pieces concatenate back to the text exactly. Special tokens (``<|endoftext|>``)
 are cut out before pre-tokenization by :func:`split_specials`, so that they are never
 split and never merged with their neighbours. :func:`stream_cut` says where a text that
@@ -27,19 +35,58 @@ from functools import lru_cache
 import regex
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT4_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
+    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
 _GPT2 = regex.compile(GPT2_PATTERN)
+_BUILT_IN = {GPT2_PATTERN: _GPT2, GPT4_PATTERN: regex.compile(GPT4_PATTERN)}
 _LAST_CUT = regex.compile(r"(?r)\S(?=\s)")  # right to left: the last non-space before a space
 
 
-def pretokenize(text: str) -> list[str]:
-    """Cut text into GPT-2's pre-tokens; ``"".join(pretokenize(text)) == text``.
+@lru_cache(maxsize=16)
+def _compiled(pattern: str) -> regex.Pattern:
+    try:
+        return regex.compile(pattern)
+    except regex.error as error:
+        raise ValueError(f"pattern is not a valid regular expression: {error}") from None
+
+
+def pretokenize(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
+    """Cut text into pre-tokens; ``"".join(pretokenize(text, pattern)) == text``.
+
+    Args:
+        text: any ``str``.
+        pattern: the regular expression (``regex`` syntax) whose matches, left to right,
+            are the pre-tokens: :data:`GPT2_PATTERN` (the default) or :data:`GPT4_PATTERN`.
+            Another pattern must match every character of ``text`` with non-empty matches,
+            otherwise ``ValueError``. (The tokenizer of :mod:`llmcourse.text.bpe` and
+            :func:`stream_cut` use GPT-2's pattern.)
+
+    Returns:
+        The pre-tokens, in order.
 
     >>> pretokenize("The cat's 2 dogs   ran!")
     ['The', ' cat', "'s", ' 2', ' dogs', '  ', ' ran', '!']
+    >>> pretokenize("DON'T pay 1234567.py", GPT4_PATTERN)
+    ['DON', "'T", ' pay', ' ', '123', '456', '7', '.py']
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return _GPT2.findall(text)
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    built_in = _BUILT_IN.get(pattern)
+    if built_in is not None:
+        return built_in.findall(text)
+    pieces = _compiled(pattern).findall(text)
+    if not all(isinstance(piece, str) and piece for piece in pieces):
+        raise ValueError(
+            "pattern must give non-empty matches of the whole text (no empty match, no "
+            "capturing groups; write (?:...) for a group)"
+        )
+    if sum(map(len, pieces)) != len(text):
+        raise ValueError("pattern must match every character of the text; it skipped some")
+    return pieces
 
 
 def check_specials(specials: Collection[str]) -> list[str]:
