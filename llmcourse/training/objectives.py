@@ -29,7 +29,6 @@ from llmcourse.data.batching import IGNORE_INDEX
 Sentence = TypeVar("Sentence")
 
 
-
 # ------------------------------------------------------------------ causal language model
 def next_token_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
     """Mean cross-entropy of ``model(inputs)`` against ``targets`` (a ``train`` loss_fn).
