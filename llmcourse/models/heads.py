@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from llmcourse.checks import on_host
 from llmcourse.data.batching import IGNORE_INDEX
 from llmcourse.models.bert import BERT
+from llmcourse.models.t5 import T5
 from llmcourse.text.bpe import BPETokenizer
 
 POOLINGS = ("first", "last", "mean")
@@ -205,7 +206,8 @@ class FineTuner(nn.Module):
     """A body and a head: ``forward(idx (batch, time), padding_mask=None)`` is
     ``head(body.hidden_states(idx ...), padding_mask)``.
 
-    A :class:`~llmcourse.models.bert.BERT` body gets the padding mask; a GPT body reads
+    A :class:`~llmcourse.models.bert.BERT` body gets the padding mask, and so does a
+    :class:`~llmcourse.models.t5.T5`, whose encoder is the body; a GPT body reads
     causally (right padding cannot change the real tokens' states), or with the whole
     input visible at every position when ``bidirectional`` (its causal mask lifted).
     """
@@ -217,6 +219,8 @@ class FineTuner(nn.Module):
     def forward(self, idx: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         if isinstance(self.body, BERT):
             hidden = self.body.hidden_states(idx, padding_mask)
+        elif isinstance(self.body, T5):
+            hidden = self.body.encode(idx, padding_mask)
         elif self.bidirectional:
             visible = torch.ones(idx.shape[1], idx.shape[1], dtype=torch.bool, device=idx.device)
             if padding_mask is not None:
