@@ -5,8 +5,9 @@ serve many chapters. Each subpackage re-exports its public names, so chapters im
 briefly (``from llmcourse.modules import MultiHeadAttention``); inside the package,
 modules import each other by their full module path.
 
-The model code, from data to training (a subpackage imports only those above it, and
-:mod:`~llmcourse.training` only :mod:`~llmcourse.modules` for its parameter groups)::
+The model code, from data to training (a subpackage imports only those above it, except
+the shipped models' modules in :mod:`~llmcourse.models`, which evaluate and fine-tune
+with :mod:`~llmcourse.training`)::
 
     checks        argument validators shared by every module (one wording for errors)
     data/         corpora (Python docs prose, the grammar), tasks, documents, batching
@@ -18,11 +19,13 @@ The model code, from data to training (a subpackage imports only those above it,
                   and stack, sparse, linear and tiled (online-softmax) attention, hybrid
                   memory
     models/       models built from modules: GPT (GPT-2 and Llama styles), BERT, T5, ViT,
-                  fine-tuning heads, the shipped pretrained model (weights/)
+                  fine-tuning heads, the shipped pretrained models (weights/), Chapter 9's
+                  three bodies pretrained at equal compute
     generation/   sampling transforms, the one generation loop, beam search, speculative,
                   BLEU and chrF
     training/     the loop and its pieces: AdamW, clipping, parameter groups, schedules,
                   accumulation, evaluation, logs, checkpoints, DDP, pretraining objectives
+                  and their batches, fine-tuning tasks and freezing
 
 What the later chapters build on that code (each imports the core above and not each
 other, except ``alignment``, which uses ``prompting``'s chat template and answer parsing

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from llmcourse.data.grammar import english_grammar
+from llmcourse.data.labelled import WordClasses
 from llmcourse.data.prose import python_docs
 from llmcourse.text.bpe import BPETokenizer
 
@@ -40,6 +41,13 @@ EVAL_GRAMMAR_SEED = 1_000_000
 EVAL_GRAMMAR_SENTENCES = 500
 
 
+def special_id(tokenizer: BPETokenizer, name: str) -> int:
+    """The id of the special token ``name`` of ``tokenizer``, with a clear error if it has none."""
+    if not isinstance(tokenizer, BPETokenizer) or name not in tokenizer.specials:
+        raise ValueError(f"the tokenizer must be a BPETokenizer with the special token {name}")
+    return tokenizer.specials[name]
+
+
 def grammar_text(words: Sequence[str]) -> str:
     """A grammar sentence as text: its words joined by single spaces.
 
@@ -51,6 +59,42 @@ def grammar_text(words: Sequence[str]) -> str:
     if not words:
         raise ValueError("a grammar sentence has at least one word")
     return " ".join(words)
+
+
+def topic_documents(
+    n_sentences: int, seed: int = 0, sentences_per_document: int = 4
+) -> list[list[list[str]]]:
+    """Grammar sentences grouped into documents by topic, the noun of their subject.
+
+    The sentences of ``english_grammar().generate(n_sentences, seed)`` whose first noun
+    (the subject's) is the same, in order, are cut into documents of
+    ``sentences_per_document`` sentences; a shorter remainder is dropped. Consecutive
+    sentences of a document share their subject's noun and nothing else, so
+    next-sentence prediction on these documents is topic prediction: it can be solved
+    by comparing the two subjects, the shortcut Lan et al. (2020) found BERT's NSP
+    mostly learns.
+
+    Returns:
+        documents, each a list of sentences, each a list of words.
+    """
+    if not isinstance(n_sentences, int) or n_sentences < 1:
+        raise ValueError(f"n_sentences must be a positive integer, got {n_sentences!r}")
+    if not isinstance(sentences_per_document, int) or sentences_per_document < 2:
+        raise ValueError(
+            f"sentences_per_document must be an integer >= 2, got {sentences_per_document!r}"
+        )
+    grammar = english_grammar()
+    nouns = WordClasses.of(grammar).nouns
+    by_topic: dict[str, list[list[str]]] = {}
+    for sentence in grammar.generate(n_sentences, seed=seed):
+        topic = next(w for w in sentence.tokens if w in nouns)
+        by_topic.setdefault(topic, []).append(sentence.tokens)
+    k = sentences_per_document
+    return [
+        sentences[i : i + k]
+        for sentences in by_topic.values()
+        for i in range(0, len(sentences) - k + 1, k)
+    ]
 
 
 def document_stream(tokenizer: BPETokenizer, documents: Sequence[str]) -> Tensor:

@@ -8,6 +8,8 @@
 - :mod:`.heads` -- task heads for fine-tuning a pretrained body (Chapter 9).
 - :mod:`.pretrained` -- loading the shipped model (``weights/``) and its documented
   evaluation.
+- :mod:`.objective_bodies` -- Chapter 9's GPT, BERT and T5 pretrained at equal compute,
+  their card and fine-tuning table (imported as a module).
 """
 
 from llmcourse.models.base import (

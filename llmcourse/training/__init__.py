@@ -11,6 +11,10 @@
 - :mod:`.distributed` -- data parallelism under ``torchrun`` (imported as a module).
 - :mod:`.objectives` -- pretraining objectives: causal LM, masked LM, next-sentence
   pairs, span corruption.
+- :mod:`.objective_batches` -- the three objectives' batches and losses on the same
+  sentence pairs, BERT with its NSP layer (Chapter 9; imported as a module).
+- :mod:`.finetuning` -- fine-tuning tasks (examples as ids, head, loss, metric) and
+  freezing regimes (Chapter 9; imported as a module).
 """
 
 from llmcourse.training import distributed
