@@ -2,7 +2,7 @@
 
 Usage: ``.venv/bin/python benchmarks/explorer_callbacks.py [REPEATS]`` (default 5)
 
-Builds the four explorers of the book with the inputs their chapters give them (the
+Builds the six explorers of the book with the inputs their chapters give them (the
 shipped model and sweep, on one thread), then, for every control, sets it to each of a
 few values in turn, ``REPEATS`` times, and times each change: the callback recomputes
 what the explorer shows and renders it (a PNG or an HTML fragment) into its output, which
@@ -22,7 +22,9 @@ import torch
 
 from llmcourse.data import EOT, python_docs
 from llmcourse.explorers import (
+    explore_attention,
     explore_bpe,
+    explore_chat,
     explore_quantization,
     explore_sampling,
     explore_scaling_fit,
@@ -34,11 +36,24 @@ from llmcourse.scaling import grammar_eval, load_sweep
 def explorers() -> dict:
     """Each explorer with, for each of its controls, the values to cycle through."""
     model, tokenizer = load_pretrained()
+    instruct, chat_tokenizer = load_pretrained("instruct")
+    fewshot, _ = load_pretrained("fewshot")
     eot = tokenizer.specials[EOT]
     isoflop = [r for r in load_sweep()["runs"] if r["group"].startswith("isoflop lexicon")]
     paragraph = python_docs().validation[1]
     up = model.transformer.blocks[1].ffn.up.weight.detach()
+    sentence = "the writers near the clever child are happy ."
     return {
+        "attention (Chapter 6)": (
+            explore_attention(
+                model, lambda text: [eot, *tokenizer.encode(text)], tokenizer.decode, sentence
+            ),
+            {
+                "layer": [1, 2, 3, 0],
+                "head": [0, 1, "all", 3, "all"],
+                "text": ["the cat that sees the dogs sleeps quietly .", sentence],
+            },
+        ),
         "sampling (Chapter 8)": (
             explore_sampling(
                 model,
@@ -71,6 +86,22 @@ def explorers() -> dict:
         "BPE merges (Chapter 5)": (
             explore_bpe(paragraph, 18),
             {"n_merges": [0, 1, 50, 158, 18], "text": ["the car the cat the rat", paragraph]},
+        ),
+        "chat (Chapter 11)": (
+            explore_chat(
+                instruct, chat_tokenizer, "Write the letters in capitals. / b a d", base=fewshot
+            ),
+            {
+                "decoding": ["sample", "greedy"],
+                "temperature": [0.5, 1.5, 1.0],
+                "seed": [1, 2, 0],
+                "max_new_tokens": [8, 64, 32],
+                "show_base": [False, True],
+                "message": [
+                    "Reverse the letters. / d o g s",
+                    "Write the letters in capitals. / b a d",
+                ],
+            },
         ),
     }
 

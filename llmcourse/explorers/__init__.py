@@ -7,8 +7,12 @@ where no kernel runs).
 
 - :mod:`.widget` -- the shared plumbing: :class:`Explorer`, :class:`Rendering`,
   :class:`Blitter`.
+- :mod:`.attention` -- the attention weights of the shipped model per layer and head, for
+  a sentence the reader types (Chapters 6 and 7).
 - :mod:`.bpe_merges` -- byte-level BPE merges learned from the reader's text, stepped
   one at a time (Chapter 5).
+- :mod:`.chat` -- one message to the instruction-tuned model: the chat template it reads,
+  its reply (greedy or sampled) and the base model's continuation (Chapter 11).
 - :mod:`.sampling` -- temperature, top-k, top-p and min-p on a next-token distribution
   (Chapter 8).
 - :mod:`.scaling_fit` -- a scaling-law fit on the smallest budgets of a sweep,
@@ -17,6 +21,15 @@ where no kernel runs).
   on a weight matrix (Chapter 13).
 """
 
+from llmcourse.explorers.attention import (
+    AttentionChart,
+    AttentionView,
+    HeadMaps,
+    attention_label,
+    attention_view,
+    attention_weights,
+    explore_attention,
+)
 from llmcourse.explorers.bpe_merges import (
     BPEStep,
     bpe_html,
@@ -24,6 +37,13 @@ from llmcourse.explorers.bpe_merges import (
     explore_bpe,
     segment,
     text_merges,
+)
+from llmcourse.explorers.chat import (
+    ChatView,
+    chat_html,
+    chat_view,
+    explore_chat,
+    tokens_html,
 )
 from llmcourse.explorers.quantization import (
     QuantizationChart,
@@ -63,22 +83,29 @@ from llmcourse.explorers.widget import (
 __all__ = [
     "MIME_TYPES",
     "WIDGET_VIEW",
+    "AttentionChart",
+    "AttentionView",
     "BPEStep",
     "Blitter",
     "BudgetFitChart",
     "BudgetFitView",
     "Explorer",
+    "HeadMaps",
     "QuantizationChart",
     "QuantizationView",
     "Rendering",
     "SamplingChart",
     "SamplingView",
+    "attention_label",
+    "attention_view",
+    "attention_weights",
     "block_sizes",
     "bpe_html",
     "bpe_step",
     "budget_fit_view",
     "budgets_of",
     "entropy_nats",
+    "explore_attention",
     "explore_bpe",
     "explore_quantization",
     "explore_sampling",
@@ -93,4 +120,9 @@ __all__ = [
     "segment",
     "text_merges",
     "token_label",
+    "ChatView",
+    "chat_html",
+    "chat_view",
+    "explore_chat",
+    "tokens_html",
 ]
