@@ -40,7 +40,6 @@ import json
 import platform
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from provenance import git_revision
 
 from llmcourse.data import (
     document_stream,
@@ -229,24 +229,6 @@ def reload(model: GPT, dtype: torch.dtype) -> GPT:
     copy = GPT(model.config)
     copy.load_state_dict({k: v.to(dtype) for k, v in model.state_dict().items()})
     return copy.eval()
-
-
-def git_revision() -> str:
-    """The commit the recipe runs from, with ``+uncommitted`` when the tree has changes."""
-    try:
-
-        def git(*args: str) -> str:
-            return subprocess.run(
-                ["git", *args],
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=Path(__file__).resolve().parent,
-            ).stdout.strip()
-
-        return git("rev-parse", "HEAD") + ("+uncommitted" if git("status", "--porcelain") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from provenance import git_revision
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     card = {
         "format": 1,
         "recipe": RECIPE,
+        "git_revision": git_revision(),
         "settings": asdict(recipe),
         "configs": {kind: asdict(body_config(kind, len(tokenizer))) for kind in KINDS},
         "pools": POOLS,

@@ -37,12 +37,12 @@ import dataclasses
 import json
 import math
 import platform
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from provenance import git_revision
 from tqdm.auto import tqdm
 
 from llmcourse.alignment import (
@@ -343,20 +343,6 @@ def best_of_n(sft, rm, tokenizer, recipe: Recipe) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ main
-def git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help=f"results folder (default: {RESULTS_DIR})")

@@ -36,7 +36,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
+from provenance import git_revision
 from tqdm.auto import tqdm
 
 from llmcourse.scaling.results import RESULTS_FILE
@@ -128,22 +128,6 @@ def worker(job: tuple[str, dict]) -> dict:
     return {"group": group, **train_run(RunSpec(**spec))}
 
 
-def git_revision() -> str:
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(  # the code the runs import, not the grader's
-            ["git", "status", "--porcelain", "--untracked-files=no", "recipes", *CODE],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return revision + ("+uncommitted changes" if dirty else "")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
@@ -155,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         "llmcourse-scaling-sweep" + ("-tiny" if args.tiny else "") + ".jsonl"
     )
     torch.set_num_threads(1)
-    start, revision = time.perf_counter(), git_revision()  # the code that runs the grid
+    start = time.perf_counter()
+    revision = git_revision("recipes", *CODE)  # the code the runs import, not the grader's
     runs = grid(args.tiny)
     done = [json.loads(line) for line in work.read_text().splitlines()] if work.exists() else []
     finished = {key(r["group"], r) for r in done}
